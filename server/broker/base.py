@@ -1,0 +1,165 @@
+"""Fan-out between server nodes: publish to and subscribe to one canvas.
+
+The broker is the fast path; the store is the truth. Each message carries the sending node's id
+(so a node ignores its own messages) and that node's sequence number on the canvas channel, so a
+receiver that sees a jump knows it missed something and asks its room to heal from the store.
+Framing, numbering and gap detection live here, shared by every transport; an implementation only
+moves opaque bytes (``_send`` / ``_on_raw``) and reports connection loss and return.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..protocol import ProtocolError, read_varbytes, read_varuint, write_varbytes, write_varuint
+
+log = logging.getLogger("cocanvas.broker")
+
+# Message kinds on a canvas channel.
+KIND_UPDATE = 0  # a Yjs update, already durable in the store
+KIND_AWARENESS = 1  # an awareness update (coalesced entries)
+KIND_CONTROL = 2  # server control: orjson-free tiny payloads, e.g. b"close:<reason>"
+
+_MAGIC = b"CC1"
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerMessage:
+    canvas_id: str
+    node_id: str
+    seq: int
+    kind: int
+    payload: bytes
+
+
+class BrokerListener(abc.ABC):
+    """What a subscriber (a Room) hears from the broker."""
+
+    @abc.abstractmethod
+    def on_broker_message(self, message: BrokerMessage) -> None: ...
+
+    @abc.abstractmethod
+    def on_broker_gap(self) -> None:
+        """Messages may have been missed (sequence gap, reconnect): heal from the store."""
+
+    def on_node_lost(self, node_id: str) -> None:  # noqa: B027 - optional hook
+        """A node stopped sending heartbeats: forget state it owned (awareness)."""
+
+
+def encode_message(node_id: str, seq: int, kind: int, payload: bytes) -> bytes:
+    return b"".join(
+        (_MAGIC, write_varuint(kind), write_varuint(seq), write_varbytes(node_id.encode()), payload)
+    )
+
+
+def decode_message(canvas_id: str, raw: bytes) -> BrokerMessage:
+    if not raw.startswith(_MAGIC):
+        raise ProtocolError("not a CoCanvas broker message")
+    kind, pos = read_varuint(raw, 3)
+    seq, pos = read_varuint(raw, pos)
+    node, pos = read_varbytes(raw, pos)
+    return BrokerMessage(canvas_id, node.decode(), seq, kind, raw[pos:])
+
+
+class Broker(abc.ABC):
+    def __init__(self, node_id: str | None = None) -> None:
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self._listeners: dict[str, BrokerListener] = {}
+        self._out_seq: dict[str, int] = {}
+        # (canvas, node) -> last sequence number seen from that node on that canvas.
+        self._in_seq: dict[tuple[str, str], int] = {}
+        self._drop_next = 0  # test hook: publish this many messages into the void
+        self._state_listeners: list[Callable[[bool], None]] = []
+
+    # -- transport, per implementation ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """False while the transport is down (readiness reports it)."""
+
+    @abc.abstractmethod
+    async def _subscribe(self, canvas_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _unsubscribe(self, canvas_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def _send(self, canvas_id: str, raw: bytes) -> None:
+        """Hand bytes to the transport without waiting; losing them is allowed (gaps heal)."""
+
+    # -- shared behaviour ----------------------------------------------------------------
+
+    async def subscribe(self, canvas_id: str, listener: BrokerListener) -> None:
+        self._listeners[canvas_id] = listener
+        await self._subscribe(canvas_id)
+
+    async def unsubscribe(self, canvas_id: str) -> None:
+        self._listeners.pop(canvas_id, None)
+        self._out_seq.pop(canvas_id, None)
+        for key in [k for k in self._in_seq if k[0] == canvas_id]:
+            del self._in_seq[key]
+        await self._unsubscribe(canvas_id)
+
+    def publish(self, canvas_id: str, kind: int, payload: bytes) -> None:
+        seq = self._out_seq.get(canvas_id, 0) + 1
+        self._out_seq[canvas_id] = seq
+        if self._drop_next > 0:
+            self._drop_next -= 1
+            return
+        self._send(canvas_id, encode_message(self.node_id, seq, kind, payload))
+
+    def drop_next_publishes(self, count: int = 1) -> None:
+        """Test hook: the next ``count`` publishes are numbered but never sent."""
+        self._drop_next += count
+
+    def add_state_listener(self, callback: Callable[[bool], None]) -> None:
+        """Called with True when the transport (re)connects, False when it drops."""
+        self._state_listeners.append(callback)
+
+    def _on_raw(self, canvas_id: str, raw: bytes) -> None:
+        listener = self._listeners.get(canvas_id)
+        if listener is None:
+            return
+        try:
+            message = decode_message(canvas_id, raw)
+        except (ProtocolError, UnicodeDecodeError):
+            log.warning("dropping malformed broker message on %s", canvas_id)
+            return
+        if message.node_id == self.node_id:
+            return
+        key = (canvas_id, message.node_id)
+        last = self._in_seq.get(key)
+        self._in_seq[key] = message.seq
+        listener.on_broker_message(message)
+        if last is not None and message.seq != last + 1:
+            log.info(
+                "gap on %s from %s: %s -> %s", canvas_id, message.node_id, last, message.seq
+            )
+            listener.on_broker_gap()
+
+    def _set_connected(self, up: bool) -> None:
+        """Implementations call this on connection loss and return."""
+        if up:
+            # Anything may have been missed while down: every room heals.
+            self._in_seq.clear()
+            for listener in list(self._listeners.values()):
+                listener.on_broker_gap()
+        for callback in list(self._state_listeners):
+            callback(up)
+
+    def _node_lost(self, node_id: str) -> None:
+        for key in [k for k in self._in_seq if k[1] == node_id]:
+            del self._in_seq[key]
+        for listener in list(self._listeners.values()):
+            listener.on_node_lost(node_id)

@@ -1,0 +1,68 @@
+"""Settings, read from ``COCANVAS_*`` environment variables.
+
+Every default runs on one machine with nothing else installed: SQLite under ``./data``, the
+in-process broker, a secret generated on first run. The multi-node deployment overrides the store
+and broker URLs; nothing else has to change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COCANVAS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    # sqlite:///path/to/file.db (default: <data_dir>/cocanvas.db) or postgresql://user@host/db
+    store_url: str | None = None
+    # redis://host:port/0 selects the Redis broker; unset means the in-process broker (one node).
+    redis_url: str | None = None
+    # Signs tokens. Unset: generated once and kept in <data_dir>/secret.
+    secret: str | None = None
+    # When set, creating canvases needs "Authorization: Bearer <admin_token>".
+    admin_token: str | None = None
+    # Browser origins allowed to open WebSockets ("*" allows any; empty list allows only
+    # same-origin and non-browser clients, which send no Origin header).
+    allowed_origins: list[str] = []
+    node_id: str | None = None
+
+    # Protocol limits.
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_document_bytes: int = 64 * 1024 * 1024
+    max_connections_per_canvas: int = 500
+    # Per-connection token bucket: sustained messages/s and bytes/s, with bursts of `burst` seconds.
+    rate_messages_per_s: float = 200.0
+    rate_bytes_per_s: float = 4 * 1024 * 1024
+    rate_burst_s: float = 2.0
+    # Per-address token bucket for new connections (connections per second, burst = 5 s worth).
+    rate_connections_per_s: float = 20.0
+    # A session whose unsent backlog exceeds this is too slow to keep up and is closed (1013).
+    send_queue_max_bytes: int = 32 * 1024 * 1024
+
+    # Room lifecycle.
+    room_idle_seconds: float = 30.0
+    # Awareness updates are coalesced and flushed at most once per this many milliseconds
+    # (the first update after a quiet period goes out at once).
+    awareness_tick_ms: float = 10.0
+
+    # Compaction thresholds: merge the update log into a snapshot past either.
+    compact_updates: int = 500
+    compact_bytes: int = 1024 * 1024
+
+    # Group commit: at most this many operations in one transaction.
+    store_batch_max: int = 512
+
+    log_level: str = "info"
+    log_json: bool = False
+    # Directory of the built web client (client/dist). Unset: the packaged copy if present.
+    client_dir: Path | None = None
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'cocanvas.db').resolve()}"

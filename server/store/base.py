@@ -1,0 +1,227 @@
+"""The durable store: the source of truth for every canvas.
+
+A canvas's document is its latest snapshot plus every update row still in its log. Compaction
+merges a set of log rows into a new snapshot and deletes exactly those rows, in one transaction,
+after checking that no other compaction replaced the snapshot meanwhile. Rows that commit while a
+compaction runs are therefore never lost, whatever order they commit in (PostgreSQL sequences are
+not commit-ordered). Old snapshots are kept: they are the canvas's history.
+
+The store knows nothing of Yjs: merging is a function handed in by the caller.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StoreError(RuntimeError):
+    """The store could not do what was asked (unreachable, disk full, ...)."""
+
+
+class CanvasNotFound(StoreError):
+    pass
+
+
+@dataclass(slots=True)
+class CanvasRecord:
+    id: str
+    title: str
+    template: str
+    created_at: float
+    # Canvas settings that the server enforces (e.g. {"protect_notes": true}); free-form JSON.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StoredDoc:
+    snapshot: bytes | None
+    snapshot_id: int | None
+    # (row id, update) for every row still in the log, in row-id order.
+    updates: list[tuple[int, bytes]]
+
+    def parts(self) -> list[bytes]:
+        head = [self.snapshot] if self.snapshot is not None else []
+        return head + [u for _, u in self.updates]
+
+
+@dataclass(slots=True)
+class LogStats:
+    count: int
+    bytes: int
+
+
+@dataclass(slots=True)
+class SnapshotInfo:
+    id: int
+    created_at: float
+    size: int
+    merged_updates: int
+
+
+@dataclass(slots=True)
+class Version:
+    id: int
+    canvas_id: str
+    name: str
+    created_at: float
+    created_by: str
+    size: int
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    canvas_id: str
+    at: float
+    user_id: str
+    user_name: str
+    org_id: str
+    action: str  # "create" | "edit" | "move" | "delete" | "refused" | ...
+    target: str  # e.g. note id
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Invite:
+    id: str
+    canvas_id: str
+    org_id: str
+    role: str
+    created_at: float
+    expires_at: float
+    created_by: str
+    max_uses: int | None = None
+    uses: int = 0
+    revoked: bool = False
+
+
+@dataclass(slots=True)
+class Participant:
+    user_id: str
+    canvas_id: str
+    name: str
+    org_id: str
+    role: str
+    invite_id: str | None
+    joined_at: float
+
+
+Merge = Callable[[list[bytes]], bytes]
+
+
+class Store(abc.ABC):
+    """Async interface; every method is safe to call concurrently."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open connections and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush every pending write, then release connections."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreError when the store is unreachable."""
+
+    # -- canvases -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_canvas(self, record: CanvasRecord, initial_update: bytes | None) -> None:
+        """Create the canvas and (optionally) its first update in one transaction."""
+
+    @abc.abstractmethod
+    async def get_canvas(self, canvas_id: str) -> CanvasRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_canvases(self) -> list[CanvasRecord]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def update_canvas(self, record: CanvasRecord) -> None:
+        """Replace title and settings. Raises CanvasNotFound."""
+
+    @abc.abstractmethod
+    async def delete_canvas(self, canvas_id: str) -> bool:
+        """Delete the canvas and everything it owns; False if it did not exist."""
+
+    # -- the document -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> int:
+        """Durably append one update (and its audit entries); return its row id.
+
+        Returns only once the write is committed; concurrent appends share one commit.
+        Raises CanvasNotFound when the canvas does not exist.
+        """
+
+    @abc.abstractmethod
+    async def load(self, canvas_id: str) -> StoredDoc | None:
+        """Latest snapshot and all log rows, read consistently; None if no such canvas."""
+
+    @abc.abstractmethod
+    async def log_stats(self, canvas_id: str) -> LogStats: ...
+
+    @abc.abstractmethod
+    async def compact(self, canvas_id: str, merge: Merge) -> bool:
+        """Merge the latest snapshot and the current log into a new snapshot.
+
+        False (and nothing changed) if there was nothing to merge or another compaction won.
+        """
+
+    @abc.abstractmethod
+    async def list_snapshots(self, canvas_id: str) -> list[SnapshotInfo]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def get_snapshot(self, canvas_id: str, snapshot_id: int) -> bytes | None: ...
+
+    # -- named versions -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_version(
+        self, canvas_id: str, name: str, state: bytes, created_by: str
+    ) -> Version: ...
+
+    @abc.abstractmethod
+    async def list_versions(self, canvas_id: str) -> list[Version]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def get_version(self, canvas_id: str, version_id: int) -> bytes | None: ...
+
+    # -- audit --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_audit(
+        self, canvas_id: str, limit: int = 200, before: float | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+
+    # -- invites and participants ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_invite(self, invite: Invite) -> None: ...
+
+    @abc.abstractmethod
+    async def get_invite(self, invite_id: str) -> Invite | None: ...
+
+    @abc.abstractmethod
+    async def list_invites(self, canvas_id: str) -> list[Invite]: ...
+
+    @abc.abstractmethod
+    async def revoke_invite(self, canvas_id: str, invite_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def redeem_invite(self, invite_id: str, now: float) -> Invite | None:
+        """Atomically count one use; None when revoked, expired, used up or unknown."""
+
+    @abc.abstractmethod
+    async def add_participant(self, participant: Participant) -> None: ...
+
+    @abc.abstractmethod
+    async def list_participants(self, canvas_id: str) -> list[Participant]: ...
