@@ -1,0 +1,533 @@
+"""SQLite store: the embedded default.
+
+One writer thread owns the only write connection and commits in groups: it takes every operation
+queued while the previous commit was running and writes them in one transaction, so a burst of
+updates costs one fsync (WAL, ``synchronous=FULL``: a commit survives power loss, not just a
+crash). Readers use their own connections from a small thread pool; WAL lets them read a consistent
+snapshot while the writer works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from .base import (
+    AuditEntry,
+    CanvasNotFound,
+    CanvasRecord,
+    Invite,
+    LogStats,
+    Merge,
+    Participant,
+    SnapshotInfo,
+    Store,
+    StoredDoc,
+    StoreError,
+    Version,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS canvases (
+  id TEXT PRIMARY KEY, title TEXT NOT NULL, template TEXT NOT NULL,
+  created_at REAL NOT NULL, settings BLOB NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS updates (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  data BLOB NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS updates_by_canvas ON updates(canvas_id, id);
+CREATE TABLE IF NOT EXISTS snapshots (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  data BLOB NOT NULL, created_at REAL NOT NULL, merged_updates INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS snapshots_by_canvas ON snapshots(canvas_id, id);
+CREATE TABLE IF NOT EXISTS versions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, data BLOB NOT NULL, created_at REAL NOT NULL, created_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  at REAL NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL, org_id TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_canvas ON audit(canvas_id, at);
+CREATE TABLE IF NOT EXISTS invites (
+  id TEXT PRIMARY KEY,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  org_id TEXT NOT NULL, role TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
+  created_by TEXT NOT NULL, max_uses INTEGER, uses INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS invites_by_canvas ON invites(canvas_id);
+CREATE TABLE IF NOT EXISTS participants (
+  user_id TEXT PRIMARY KEY,
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, org_id TEXT NOT NULL, role TEXT NOT NULL, invite_id TEXT,
+  joined_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS participants_by_canvas ON participants(canvas_id);
+"""
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    # Appends validate before writing, so they need no savepoint; everything else gets one.
+    atomic: bool
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _resolve(batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+    for op, (ok, value) in zip(batch, results, strict=True):
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, batch_max: int = 512) -> None:
+        self.path = str(path)
+        self.batch_max = batch_max
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0  # number of write transactions, for tests and metrics
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        conn = _connect(self.path)
+        conn.executescript(SCHEMA)
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._writer = None
+        self._readers.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreError("SQLite writer is not running")
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        loop = self._loop
+        assert loop is not None
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            results = self._run_batch(conn, batch)
+            loop.call_soon_threadsafe(_resolve, batch, results)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                if op.atomic:
+                    try:
+                        results.append((True, op.fn(conn)))
+                    except Exception as exc:  # validated before writing: nothing to undo
+                        results.append((False, exc))
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op.fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as exc:  # the commit itself failed (disk full, I/O error)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = StoreError(f"SQLite commit failed: {exc}")
+            results = [(False, err) for _ in batch]
+        return results
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
+        if self._writer is None:
+            raise StoreError("store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Op(fn, future, atomic))
+        return await future
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._reader_conn()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, run)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    # -- canvases -------------------------------------------------------------------------
+
+    async def create_canvas(self, record: CanvasRecord, initial_update: bytes | None) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO canvases(id, title, template, created_at, settings) VALUES (?,?,?,?,?)",
+                (record.id, record.title, record.template, record.created_at, orjson.dumps(record.settings)),
+            )
+            if initial_update is not None:
+                c.execute(
+                    "INSERT INTO updates(canvas_id, data, at) VALUES (?,?,?)",
+                    (record.id, initial_update, time.time()),
+                )
+
+        await self._write(fn)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> CanvasRecord:
+        return CanvasRecord(row[0], row[1], row[2], row[3], orjson.loads(row[4]))
+
+    async def get_canvas(self, canvas_id: str) -> CanvasRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT id, title, template, created_at, settings FROM canvases WHERE id=?",
+                (canvas_id,),
+            ).fetchone()
+        )
+        return self._record(row) if row else None
+
+    async def list_canvases(self) -> list[CanvasRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, title, template, created_at, settings FROM canvases "
+                "ORDER BY created_at DESC, id"
+            ).fetchall()
+        )
+        return [self._record(r) for r in rows]
+
+    async def update_canvas(self, record: CanvasRecord) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                "UPDATE canvases SET title=?, settings=? WHERE id=?",
+                (record.title, orjson.dumps(record.settings), record.id),
+            )
+            if cur.rowcount == 0:
+                raise CanvasNotFound(record.id)
+
+        await self._write(fn)
+
+    async def delete_canvas(self, canvas_id: str) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM canvases WHERE id=?", (canvas_id,)).rowcount > 0
+
+        return await self._write(fn)
+
+    # -- the document -------------------------------------------------------------------
+
+    async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
+        now = time.time()
+
+        def fn(c: sqlite3.Connection) -> int:
+            cur = c.execute(
+                "INSERT INTO updates(canvas_id, data, at) "
+                "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM canvases WHERE id=?)",
+                (canvas_id, update, now, canvas_id),
+            )
+            if cur.rowcount == 0:
+                raise CanvasNotFound(canvas_id)
+            if audit:
+                c.executemany(
+                    "INSERT INTO audit(canvas_id, at, user_id, user_name, org_id, action, target, detail)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (a.canvas_id, a.at, a.user_id, a.user_name, a.org_id, a.action, a.target, a.detail)
+                        for a in audit
+                    ],
+                )
+            rowid = cur.lastrowid
+            assert rowid is not None
+            return rowid
+
+        return await self._write(fn, atomic=True)
+
+    @staticmethod
+    def _load(c: sqlite3.Connection, canvas_id: str) -> StoredDoc | None:
+        if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
+            return None
+        snap = c.execute(
+            "SELECT id, data FROM snapshots WHERE canvas_id=? ORDER BY id DESC LIMIT 1", (canvas_id,)
+        ).fetchone()
+        rows = c.execute(
+            "SELECT id, data FROM updates WHERE canvas_id=? ORDER BY id", (canvas_id,)
+        ).fetchall()
+        return StoredDoc(
+            snapshot=bytes(snap[1]) if snap else None,
+            snapshot_id=snap[0] if snap else None,
+            updates=[(r[0], bytes(r[1])) for r in rows],
+        )
+
+    async def load(self, canvas_id: str) -> StoredDoc | None:
+        return await self._read(lambda c: self._load(c, canvas_id))
+
+    async def log_stats(self, canvas_id: str) -> LogStats:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT count(*), coalesce(sum(length(data)), 0) FROM updates WHERE canvas_id=?",
+                (canvas_id,),
+            ).fetchone()
+        )
+        return LogStats(row[0], row[1])
+
+    async def compact(self, canvas_id: str, merge: Merge) -> bool:
+        stored = await self.load(canvas_id)
+        if stored is None or not stored.updates:
+            return False
+        merged = await asyncio.to_thread(merge, stored.parts())
+        ids = [rid for rid, _ in stored.updates]
+        base = stored.snapshot_id
+
+        def fn(c: sqlite3.Connection) -> bool:
+            latest = c.execute(
+                "SELECT max(id) FROM snapshots WHERE canvas_id=?", (canvas_id,)
+            ).fetchone()[0]
+            if latest != base:
+                return False
+            deleted = 0
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                deleted += c.execute(
+                    f"DELETE FROM updates WHERE canvas_id=? AND id IN ({marks})", (canvas_id, *chunk)
+                ).rowcount
+            if deleted != len(ids):
+                raise StoreError("log changed under compaction")  # savepoint rolls it back
+            c.execute(
+                "INSERT INTO snapshots(canvas_id, data, created_at, merged_updates) VALUES (?,?,?,?)",
+                (canvas_id, merged, time.time(), len(ids)),
+            )
+            return True
+
+        try:
+            return await self._write(fn)
+        except StoreError:
+            return False
+
+    async def list_snapshots(self, canvas_id: str) -> list[SnapshotInfo]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, created_at, length(data), merged_updates FROM snapshots "
+                "WHERE canvas_id=? ORDER BY id DESC",
+                (canvas_id,),
+            ).fetchall()
+        )
+        return [SnapshotInfo(*r) for r in rows]
+
+    async def get_snapshot(self, canvas_id: str, snapshot_id: int) -> bytes | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT data FROM snapshots WHERE canvas_id=? AND id=?", (canvas_id, snapshot_id)
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    # -- named versions -----------------------------------------------------------------
+
+    async def save_version(self, canvas_id: str, name: str, state: bytes, created_by: str) -> Version:
+        now = time.time()
+
+        def fn(c: sqlite3.Connection) -> Version:
+            if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
+                raise CanvasNotFound(canvas_id)
+            cur = c.execute(
+                "INSERT INTO versions(canvas_id, name, data, created_at, created_by) VALUES (?,?,?,?,?)",
+                (canvas_id, name, state, now, created_by),
+            )
+            assert cur.lastrowid is not None
+            return Version(cur.lastrowid, canvas_id, name, now, created_by, len(state))
+
+        return await self._write(fn)
+
+    async def list_versions(self, canvas_id: str) -> list[Version]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, canvas_id, name, created_at, created_by, length(data) FROM versions "
+                "WHERE canvas_id=? ORDER BY id DESC",
+                (canvas_id,),
+            ).fetchall()
+        )
+        return [Version(*r) for r in rows]
+
+    async def get_version(self, canvas_id: str, version_id: int) -> bytes | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT data FROM versions WHERE canvas_id=? AND id=?", (canvas_id, version_id)
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    # -- audit --------------------------------------------------------------------------
+
+    async def list_audit(
+        self, canvas_id: str, limit: int = 200, before: float | None = None
+    ) -> list[AuditEntry]:
+        def fn(c: sqlite3.Connection) -> list[Any]:
+            sql = (
+                "SELECT canvas_id, at, user_id, user_name, org_id, action, target, detail "
+                "FROM audit WHERE canvas_id=?"
+            )
+            args: list[Any] = [canvas_id]
+            if before is not None:
+                sql += " AND at < ?"
+                args.append(before)
+            sql += " ORDER BY at DESC, id DESC LIMIT ?"
+            args.append(limit)
+            return c.execute(sql, args).fetchall()
+
+        return [AuditEntry(*r) for r in await self._read(fn)]
+
+    # -- invites and participants ---------------------------------------------------------
+
+    _INVITE_COLS = "id, canvas_id, org_id, role, created_at, expires_at, created_by, max_uses, uses, revoked"
+
+    @staticmethod
+    def _invite(row: tuple[Any, ...]) -> Invite:
+        return Invite(*row[:9], revoked=bool(row[9]))
+
+    async def create_invite(self, invite: Invite) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM canvases WHERE id=?", (invite.canvas_id,)).fetchone() is None:
+                raise CanvasNotFound(invite.canvas_id)
+            c.execute(
+                f"INSERT INTO invites({self._INVITE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    invite.id, invite.canvas_id, invite.org_id, invite.role, invite.created_at,
+                    invite.expires_at, invite.created_by, invite.max_uses, invite.uses,
+                    int(invite.revoked),
+                ),
+            )
+
+        await self._write(fn)
+
+    async def get_invite(self, invite_id: str) -> Invite | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._INVITE_COLS} FROM invites WHERE id=?", (invite_id,)
+            ).fetchone()
+        )
+        return self._invite(row) if row else None
+
+    async def list_invites(self, canvas_id: str) -> list[Invite]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._INVITE_COLS} FROM invites WHERE canvas_id=? ORDER BY created_at DESC",
+                (canvas_id,),
+            ).fetchall()
+        )
+        return [self._invite(r) for r in rows]
+
+    async def revoke_invite(self, canvas_id: str, invite_id: str) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            return (
+                c.execute(
+                    "UPDATE invites SET revoked=1 WHERE id=? AND canvas_id=?", (invite_id, canvas_id)
+                ).rowcount
+                > 0
+            )
+
+        return await self._write(fn)
+
+    async def redeem_invite(self, invite_id: str, now: float) -> Invite | None:
+        def fn(c: sqlite3.Connection) -> Invite | None:
+            cur = c.execute(
+                "UPDATE invites SET uses = uses + 1 WHERE id=? AND revoked=0 AND expires_at > ? "
+                "AND (max_uses IS NULL OR uses < max_uses)",
+                (invite_id, now),
+            )
+            if cur.rowcount == 0:
+                return None
+            row = c.execute(
+                f"SELECT {self._INVITE_COLS} FROM invites WHERE id=?", (invite_id,)
+            ).fetchone()
+            return self._invite(row)
+
+        return await self._write(fn)
+
+    async def add_participant(self, participant: Participant) -> None:
+        p = participant
+
+        def fn(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT OR REPLACE INTO participants(user_id, canvas_id, name, org_id, role, invite_id,"
+                " joined_at) VALUES (?,?,?,?,?,?,?)",
+                (p.user_id, p.canvas_id, p.name, p.org_id, p.role, p.invite_id, p.joined_at),
+            )
+
+        await self._write(fn)
+
+    async def list_participants(self, canvas_id: str) -> list[Participant]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT user_id, canvas_id, name, org_id, role, invite_id, joined_at "
+                "FROM participants WHERE canvas_id=? ORDER BY joined_at",
+                (canvas_id,),
+            ).fetchall()
+        )
+        return [Participant(*r) for r in rows]
