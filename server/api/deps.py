@@ -1,0 +1,66 @@
+"""Request dependencies shared by the routers: services, bearer tokens, operator key."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, HTTPException, Request
+
+from ..auth import TokenError
+from ..session import ROLE_FACILITATOR, Identity
+
+if TYPE_CHECKING:
+    from ..app import Services
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return None
+    return value.strip()
+
+
+def is_operator(svc: Services, token: str | None) -> bool:
+    admin = svc.settings.admin_token
+    return bool(admin and token and hmac.compare_digest(admin, token))
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: Identity | None  # None for the operator
+    operator: bool
+
+    @property
+    def facilitator(self) -> bool:
+        return self.operator or (self.identity is not None and self.identity.role == ROLE_FACILITATOR)
+
+
+def canvas_caller(canvas_id: str, request: Request, svc: Services = Depends(services)) -> Caller:
+    """Any participant of this canvas (or the operator); 401/403 otherwise."""
+    token = bearer(request)
+    if is_operator(svc, token):
+        return Caller(None, True)
+    try:
+        identity, _ = svc.tokens.verify(token, canvas_id)
+    except TokenError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    return Caller(identity, False)
+
+
+def facilitator(caller: Caller = Depends(canvas_caller)) -> Caller:
+    if not caller.facilitator:
+        raise HTTPException(403, "only a facilitator may do this")
+    return caller
+
+
+def operator_if_configured(request: Request, svc: Services = Depends(services)) -> None:
+    """Open on the embedded default; needs the operator key when COCANVAS_ADMIN_TOKEN is set."""
+    if svc.settings.admin_token and not is_operator(svc, bearer(request)):
+        raise HTTPException(401, "operator key required (Authorization: Bearer <COCANVAS_ADMIN_TOKEN>)")

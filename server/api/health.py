@@ -1,0 +1,46 @@
+"""Liveness, readiness and metrics for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..store.base import StoreError
+from .deps import services
+
+if TYPE_CHECKING:
+    from ..app import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(svc: Services = Depends(services)) -> JSONResponse:
+    """Ready to take new sessions: the store answers and the broker is connected."""
+    checks: dict[str, str] = {}
+    try:
+        await svc.store.ping()
+        checks["store"] = "ok"
+    except (StoreError, OSError) as exc:
+        checks["store"] = f"unavailable: {exc}"
+    checks["broker"] = "ok" if svc.broker.connected else "disconnected"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "node": svc.broker.node_id, "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics(svc: Services = Depends(services)) -> Response:
+    svc.metrics.rooms.set(len(svc.rooms))
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,147 @@
+"""``create_app(settings)``: the lifespan wires the store, the broker and the rooms together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from . import ws
+from .api import canvases, health
+from .auth import Tokens, load_or_create_secret
+from .broker import Broker, open_broker
+from .config import Settings
+from .limits import AddressBuckets, ConnectionLimiter
+from .metrics import Metrics
+from .rooms import Rooms
+from .store import Store, open_store
+
+log = logging.getLogger("cocanvas.app")
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per app."""
+
+    settings: Settings
+    store: Store
+    broker: Broker
+    rooms: Rooms
+    tokens: Tokens
+    metrics: Metrics = field(default_factory=Metrics)
+    addresses: AddressBuckets | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Refuse cross-site WebSocket hijacking: a browser always sends Origin."""
+        if origin is None:
+            return True  # not a browser (native or server-side client)
+        allowed = self.settings.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return urlsplit(origin).netloc == (host or "")
+
+    async def invite_revoked(self, invite_id: str) -> bool:
+        invite = await self.store.get_invite(invite_id)
+        return invite is None or invite.revoked
+
+    def limiter_for(self, websocket: WebSocket) -> ConnectionLimiter:
+        s = self.settings
+        address = None
+        if self.addresses is not None and websocket.client is not None:
+            address = self.addresses.get(websocket.client.host)
+        return ConnectionLimiter(s.rate_messages_per_s, s.rate_bytes_per_s, s.rate_burst_s, address)
+
+
+def _client_dir(settings: Settings) -> Path | None:
+    candidates = [settings.client_dir] if settings.client_dir else []
+    candidates += [
+        Path(__file__).parent / "static",
+        Path(__file__).resolve().parent.parent / "client" / "dist",
+    ]
+    for c in candidates:
+        if c is not None and (c / "index.html").exists():
+            return c
+    return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.resolved_store_url(), batch_max=settings.store_batch_max)
+        await store.start()
+        broker = open_broker(settings.redis_url, settings.node_id)
+        await broker.start()
+        rooms = Rooms(
+            store,
+            broker,
+            idle_seconds=settings.room_idle_seconds,
+            room_options={
+                "awareness_tick_s": settings.awareness_tick_ms / 1000,
+                "compact_updates": settings.compact_updates,
+                "compact_bytes": settings.compact_bytes,
+                "max_document_bytes": settings.max_document_bytes,
+            },
+        )
+        tokens = Tokens(load_or_create_secret(settings.secret, settings.data_dir))
+        services = Services(settings, store, broker, rooms, tokens)
+        services.addresses = AddressBuckets(
+            settings.rate_messages_per_s * 4, settings.rate_burst_s
+        )
+        app.state.services = services
+        log.info(
+            "cocanvas node %s ready: store=%s broker=%s",
+            broker.node_id,
+            type(store).__name__,
+            type(broker).__name__,
+        )
+        try:
+            yield
+        finally:
+            await rooms.close_all()
+            await broker.close()
+            await store.close()
+            log.info("cocanvas node %s stopped", broker.node_id)
+
+    app = FastAPI(
+        title="CoCanvas",
+        version="0.1.0",
+        description="Real-time collaborative canvases for multi-partner workshops.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(canvases.router)
+    app.include_router(ws.router)
+
+    client = _client_dir(settings)
+    if client is not None:
+        if (client / "assets").is_dir():
+            app.mount("/assets", StaticFiles(directory=client / "assets"), name="assets")
+        index = client / "index.html"
+
+        async def spa() -> FileResponse:
+            return FileResponse(index)
+
+        for path in ("/", "/c/{canvas_id}", "/i/{invite_id}"):
+            app.add_api_route(path, spa, include_in_schema=False)
+    else:
+
+        async def no_client() -> JSONResponse:
+            return JSONResponse(
+                {"detail": "web client not built: run `make run` (or npm run build in client/)"},
+                status_code=503,
+            )
+
+        app.add_api_route("/", no_client, include_in_schema=False)
+    return app

@@ -1,0 +1,496 @@
+"""One canvas in memory: its document, its sessions, its awareness, and the per-message path.
+
+receive -> decode -> gate (policy) -> apply -> store.append (durable first) -> send to the other
+local sessions -> broker.publish. The store, the broker and the gate are handed in; a Room knows
+nothing of SQL, Redis or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pycrdt import Doc
+
+from . import closecodes, protocol
+from .broker.base import KIND_AWARENESS, KIND_CONTROL, KIND_UPDATE, Broker, BrokerListener, BrokerMessage
+from .closecodes import CloseSession
+from .protocol import NULL_STATE, Kind
+from .session import Session
+from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
+
+log = logging.getLogger("cocanvas.room")
+
+# Each awareness client id a session announces costs memory on every node; a browser tab has one.
+MAX_CLIENT_IDS_PER_SESSION = 16
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What the gate decided about one incoming update."""
+
+    # Bytes to persist and send to everyone else (None: nothing changed).
+    update: bytes | None
+    # Bytes only the sender must get (e.g. the revert of a refused change).
+    reply: bytes | None = None
+    # Why a change was refused, told to the sender with an auth message.
+    refusal: str | None = None
+    audit: Sequence[AuditEntry] = field(default_factory=tuple)
+
+
+class UpdateGate:
+    """The seam where policy plugs in. The default applies every update as it is."""
+
+    def admit(self, room: Room, session: Session, update: bytes) -> Admitted:
+        room.doc.apply_update(update)
+        return Admitted(update)
+
+    def attach(self, room: Room) -> None:
+        """Called once the room's document is loaded (observers go here)."""
+
+    def detach(self, room: Room) -> None:
+        """Called when the room unloads: release every subscription."""
+
+
+def merge_updates(parts: list[bytes]) -> bytes:
+    """Merge updates into one by integrating them; garbage-collects deleted content."""
+    doc = Doc()
+    for part in parts:
+        doc.apply_update(part)
+    return doc.get_update()
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit))
+
+
+class Room(BrokerListener):
+    def __init__(
+        self,
+        canvas_id: str,
+        store: Store,
+        broker: Broker,
+        gate: UpdateGate | None = None,
+        *,
+        awareness_tick_s: float = 0.01,
+        compact_updates: int = 500,
+        compact_bytes: int = 1 << 20,
+        max_document_bytes: int = 64 << 20,
+        store_retry_s: float = 30.0,
+    ) -> None:
+        self.canvas_id = canvas_id
+        self.store = store
+        self.broker = broker
+        self.gate = gate or UpdateGate()
+        self.doc = Doc()
+        self.sessions: set[Session] = set()
+        self.closed = False
+        self._awareness_tick_s = awareness_tick_s
+        self._compact_updates = compact_updates
+        self._compact_bytes = compact_bytes
+        self._max_document_bytes = max_document_bytes
+        self._store_retry_s = store_retry_s
+        # awareness: client id -> (clock, state JSON, owner: local Session or remote node id)
+        self.awareness: dict[int, tuple[int, bytes, Session | str]] = {}
+        self._aw_local: dict[int, tuple[int, bytes]] = {}  # pending for local sessions
+        self._aw_publish: dict[int, tuple[int, bytes]] = {}  # pending for other nodes
+        self._aw_sources: set[Session] = set()
+        self._aw_handle: asyncio.Handle | None = None
+        self._aw_last_flush = 0.0
+        # durability barrier: appends in flight, by ticket
+        self._ticket = 0
+        self._inflight: set[int] = set()
+        self._barrier_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # log size since the last snapshot, to decide compaction
+        self.log_count = 0
+        self.log_bytes = 0
+        self.doc_bytes = 0
+        self._compacting: asyncio.Task[None] | None = None
+        self._healing: asyncio.Task[None] | None = None
+        self._heal_again = False
+        self._rebuild_replay: list[bytes] | None = None
+        self._on_empty: Callable[[Room], None] | None = None
+        # How this room asks to be unloaded at once; Rooms replaces it so its bookkeeping follows.
+        self.evict: Callable[[int, str], None] = self._close_soon
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Subscribe first, then read the store: nothing published in between is missed."""
+        await self.broker.subscribe(self.canvas_id, self)
+        stored = await self.store.load(self.canvas_id)
+        if stored is None:
+            await self.broker.unsubscribe(self.canvas_id)
+            raise CanvasNotFound(self.canvas_id)
+        parts = stored.parts()
+        if parts:
+            with self.doc.transaction(origin="load"):
+                for part in parts:
+                    self.doc.apply_update(part)
+        self.log_count = len(stored.updates)
+        self.log_bytes = sum(len(u) for _, u in stored.updates)
+        self.doc_bytes = sum(len(p) for p in parts)
+        self.gate.attach(self)
+
+    async def close(self, code: int = closecodes.SERVICE_RESTART, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for session in list(self.sessions):
+            session.close(code, reason)
+        self.sessions.clear()
+        if self._aw_handle is not None:
+            self._aw_handle.cancel()
+        await self.broker.unsubscribe(self.canvas_id)
+        for task in (self._healing, self._compacting):
+            if task is not None and not task.done():
+                task.cancel()
+        await self._barrier()
+        self.gate.detach(self)
+        if self.log_count > 0 and code != closecodes.NOT_FOUND:
+            try:
+                await self._compact()
+            except Exception:
+                log.exception("compaction on unload failed for %s", self.canvas_id)
+
+    def _close_soon(self, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def join(self, session: Session) -> None:
+        self.sessions.add(session)
+        session.send(protocol.sync_step1(self.doc.get_state()))
+        states = [(cid, clock, state) for cid, (clock, state, _) in self.awareness.items() if state != NULL_STATE]
+        if states:
+            session.send(protocol.awareness(protocol.encode_awareness(states)))
+
+    def leave(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self._aw_sources.discard(session)
+        for cid in session.client_ids:
+            current = self.awareness.get(cid)
+            if current is None or current[2] is not session:
+                continue
+            gone = (current[0] + 1, NULL_STATE)
+            self.awareness[cid] = (gone[0], NULL_STATE, session)
+            self._aw_local[cid] = gone
+            self._aw_publish[cid] = gone
+        session.client_ids.clear()
+        if self._aw_local:
+            self._schedule_awareness()
+        if not self.sessions and self._on_empty is not None:
+            self._on_empty(self)
+
+    # -- the message path -----------------------------------------------------------------
+
+    async def receive(self, session: Session, frame: bytes) -> None:
+        """Handle one frame from a session; raises CloseSession to close that session only."""
+        try:
+            message = protocol.decode(frame)
+        except protocol.UnknownMessage as exc:
+            raise CloseSession(closecodes.UNSUPPORTED_DATA, str(exc)) from None
+        except protocol.ProtocolError as exc:
+            raise CloseSession(closecodes.PROTOCOL_ERROR, str(exc)) from None
+        kind = message.kind
+        if kind is Kind.SYNC_UPDATE or kind is Kind.SYNC_STEP2:
+            await self._on_update(session, message.payload, frame if kind is Kind.SYNC_UPDATE else None)
+        elif kind is Kind.AWARENESS:
+            self._on_awareness(session, message.payload)
+        elif kind is Kind.SYNC_STEP1:
+            await self._on_step1(session, message.payload)
+        elif kind is Kind.QUERY_AWARENESS:
+            states = [(c, clk, st) for c, (clk, st, _) in self.awareness.items()]
+            session.send(protocol.awareness(protocol.encode_awareness(states)))
+        # Kind.AUTH from a client carries nothing we act on.
+
+    async def _on_step1(self, session: Session, state_vector: bytes) -> None:
+        try:
+            diff = self.doc.get_update(state_vector)
+        except BaseException as exc:
+            if _is_fatal(exc):
+                raise
+            raise CloseSession(closecodes.INVALID_PAYLOAD, "invalid state vector") from None
+        # Never hand out an update that is not durable yet.
+        await self._barrier()
+        session.send(protocol.sync_step2(diff))
+
+    async def _on_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
+        if update == protocol.EMPTY_UPDATE:
+            return
+        if self.doc_bytes + len(update) > self._max_document_bytes:
+            raise CloseSession(closecodes.DOCUMENT_TOO_LARGE, "canvas is at its maximum size")
+        try:
+            admitted = self.gate.admit(self, session, update)
+        except CloseSession:
+            raise
+        except BaseException as exc:
+            if _is_fatal(exc):
+                raise
+            if not isinstance(exc, Exception):
+                # A Rust panic may have left a half-applied transaction: rebuild from the store.
+                log.error("panic applying an update to %s: %r", self.canvas_id, exc)
+                asyncio.get_running_loop().create_task(self._rebuild())
+            raise CloseSession(closecodes.INVALID_PAYLOAD, "update rejected") from None
+        if self._rebuild_replay is not None and admitted.update is not None:
+            self._rebuild_replay.append(admitted.update)
+        if admitted.update is not None:
+            net = admitted.update
+            await self._persist(net, admitted.audit)
+            out = frame if (frame is not None and net is update) else protocol.sync_update(net)
+            for other in self.sessions:
+                if other is not session:
+                    other.send(out)
+            self.broker.publish(self.canvas_id, KIND_UPDATE, net)
+        if admitted.reply is not None:
+            session.send(protocol.sync_update(admitted.reply))
+        if admitted.refusal is not None:
+            session.send(protocol.permission_denied(admitted.refusal))
+
+    async def _persist(self, update: bytes, audit: Sequence[AuditEntry]) -> None:
+        self._ticket += 1
+        ticket = self._ticket
+        self._inflight.add(ticket)
+        try:
+            delay = 0.05
+            deadline = time.monotonic() + self._store_retry_s
+            while True:
+                try:
+                    await self.store.append(self.canvas_id, update, audit)
+                    break
+                except CanvasNotFound:
+                    raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
+                except StoreError as exc:
+                    if time.monotonic() > deadline:
+                        log.error("store down for %s: %s", self.canvas_id, exc)
+                        # The doc is now ahead of the store: drop it so nobody is served
+                        # content that is not durable; clients resend it on reconnect.
+                        self.evict(closecodes.INTERNAL_ERROR, "store unavailable")
+                        raise CloseSession(closecodes.INTERNAL_ERROR, "store unavailable") from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        finally:
+            self._inflight.discard(ticket)
+            self._release_barriers()
+        self.log_count += 1
+        self.log_bytes += len(update)
+        self.doc_bytes += len(update)
+        if (
+            self.log_count >= self._compact_updates or self.log_bytes >= self._compact_bytes
+        ) and self._compacting is None:
+            self._compacting = asyncio.get_running_loop().create_task(self._compact_in_background())
+
+    def _release_barriers(self) -> None:
+        if not self._barrier_waiters:
+            return
+        low = min(self._inflight) if self._inflight else self._ticket + 1
+        keep = []
+        for target, fut in self._barrier_waiters:
+            if target < low:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._barrier_waiters = keep
+
+    async def _barrier(self) -> None:
+        """Wait until every update applied so far is durable."""
+        if not self._inflight:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barrier_waiters.append((self._ticket, fut))
+        await fut
+
+    # -- awareness ------------------------------------------------------------------------
+
+    def _on_awareness(self, session: Session, payload: bytes) -> None:
+        try:
+            entries = protocol.decode_awareness(payload)
+        except protocol.ProtocolError as exc:
+            raise CloseSession(closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}") from None
+        changed = False
+        for cid, clock, state in entries:
+            current = self.awareness.get(cid)
+            if current is not None:
+                if not (clock > current[0] or (clock == current[0] and state == NULL_STATE)):
+                    continue
+                owner = current[2]
+                if owner is not session and isinstance(owner, Session):
+                    # A reconnecting tab keeps its client id: the newer clock takes it over.
+                    owner.client_ids.discard(cid)
+            if cid not in session.client_ids:
+                if len(session.client_ids) >= MAX_CLIENT_IDS_PER_SESSION:
+                    raise CloseSession(closecodes.POLICY_VIOLATION, "too many awareness client ids")
+                session.client_ids.add(cid)
+            self.awareness[cid] = (clock, state, session)
+            self._aw_local[cid] = (clock, state)
+            self._aw_publish[cid] = (clock, state)
+            changed = True
+        if changed:
+            self._aw_sources.add(session)
+            self._schedule_awareness()
+
+    def _schedule_awareness(self) -> None:
+        """Leading-edge throttle: a lone update goes out at once, a burst once per tick."""
+        if self._aw_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._aw_last_flush + self._awareness_tick_s - loop.time()
+        if wait <= 0:
+            self._aw_handle = loop.call_soon(self._flush_awareness)
+        else:
+            self._aw_handle = loop.call_later(wait, self._flush_awareness)
+
+    def _flush_awareness(self) -> None:
+        self._aw_handle = None
+        loop = asyncio.get_running_loop()
+        self._aw_last_flush = loop.time()
+        if self._aw_local:
+            entries = [(cid, clock, st) for cid, (clock, st) in self._aw_local.items()]
+            frame = protocol.awareness(protocol.encode_awareness(entries))
+            # Echoing a client's own state back is harmless, but skip it when it is the only source.
+            skip = next(iter(self._aw_sources)) if len(self._aw_sources) == 1 else None
+            for session in self.sessions:
+                if session is not skip:
+                    session.send(frame)
+            self._aw_local.clear()
+        self._aw_sources.clear()
+        if self._aw_publish:
+            entries = [(cid, clock, st) for cid, (clock, st) in self._aw_publish.items()]
+            self.broker.publish(self.canvas_id, KIND_AWARENESS, protocol.encode_awareness(entries))
+            self._aw_publish.clear()
+        # Forget departed clients' tombstones once told, keeping memory flat over long workshops.
+        for cid in [c for c, (_, st, _) in self.awareness.items() if st == NULL_STATE]:
+            del self.awareness[cid]
+
+    # -- other nodes ----------------------------------------------------------------------
+
+    def on_broker_message(self, message: BrokerMessage) -> None:
+        if self.closed:
+            return
+        if message.kind == KIND_UPDATE:
+            try:
+                self.doc.apply_update(message.payload)
+            except BaseException as exc:
+                if _is_fatal(exc):
+                    raise
+                log.warning("bad update from node %s on %s", message.node_id, self.canvas_id)
+                self.on_broker_gap()
+                return
+            if self._rebuild_replay is not None:
+                self._rebuild_replay.append(message.payload)
+            self.doc_bytes += len(message.payload)
+            frame = protocol.sync_update(message.payload)
+            for session in self.sessions:
+                session.send(frame)
+        elif message.kind == KIND_AWARENESS:
+            try:
+                entries = protocol.decode_awareness(message.payload)
+            except protocol.ProtocolError:
+                return
+            for cid, clock, state in entries:
+                current = self.awareness.get(cid)
+                if current is not None and not (
+                    clock > current[0] or (clock == current[0] and state == NULL_STATE)
+                ):
+                    continue
+                self.awareness[cid] = (clock, state, message.node_id)
+                self._aw_local[cid] = (clock, state)
+            if self._aw_local:
+                self._schedule_awareness()
+        elif message.kind == KIND_CONTROL:
+            self.on_control(message.payload)
+
+    def on_control(self, payload: bytes) -> None:
+        """Control messages from other nodes (deleted canvas, revoked invite)."""
+        verb, _, arg = payload.partition(b":")
+        if verb == b"deleted":
+            self.evict(closecodes.NOT_FOUND, "canvas was deleted")
+        elif verb == b"revoked":
+            self.close_sessions_of_invite(arg.decode(), local_only=True)
+
+    def close_sessions_of_invite(self, invite_id: str, local_only: bool = False) -> int:
+        closed = 0
+        for session in list(self.sessions):
+            if session.identity.invite_id == invite_id:
+                session.close(closecodes.REVOKED, "invite link revoked")
+                closed += 1
+        if not local_only:
+            self.broker.publish(self.canvas_id, KIND_CONTROL, b"revoked:" + invite_id.encode())
+        return closed
+
+    def on_node_lost(self, node_id: str) -> None:
+        for cid, (clock, state, owner) in list(self.awareness.items()):
+            if owner == node_id and state != NULL_STATE:
+                self.awareness[cid] = (clock + 1, NULL_STATE, node_id)
+                self._aw_local[cid] = (clock + 1, NULL_STATE)
+        if self._aw_local:
+            self._schedule_awareness()
+
+    def on_broker_gap(self) -> None:
+        if self.closed:
+            return
+        if self._healing is not None and not self._healing.done():
+            self._heal_again = True
+            return
+        self._healing = asyncio.get_running_loop().create_task(self._heal())
+
+    async def _heal(self) -> None:
+        """Catch up with the store (written before every publish) and tell local sessions."""
+        while True:
+            self._heal_again = False
+            try:
+                stored = await self.store.load(self.canvas_id)
+            except StoreError:
+                log.warning("heal of %s postponed: store unavailable", self.canvas_id)
+                await asyncio.sleep(0.5)
+                self._heal_again = True
+                stored = None
+            if stored is not None and not self.closed:
+                before = self.doc.get_state()
+                with self.doc.transaction(origin="heal"):
+                    for part in stored.parts():
+                        self.doc.apply_update(part)
+                diff = self.doc.get_update(before)
+                if diff != protocol.EMPTY_UPDATE and self.doc.get_state() != before:
+                    frame = protocol.sync_update(diff)
+                    for session in self.sessions:
+                        session.send(frame)
+            if not self._heal_again or self.closed:
+                return
+
+    async def _rebuild(self) -> None:
+        """Replace a possibly corrupted document with the store's, keeping concurrent updates."""
+        self._rebuild_replay = []
+        try:
+            await self._barrier()
+            stored = await self.store.load(self.canvas_id)
+            if stored is None:
+                return
+            fresh = Doc()
+            for part in stored.parts() + self._rebuild_replay:
+                fresh.apply_update(part)
+            self.gate.detach(self)
+            self.doc = fresh
+            self.gate.attach(self)
+        finally:
+            self._rebuild_replay = None
+
+    # -- compaction -----------------------------------------------------------------------
+
+    async def _compact_in_background(self) -> None:
+        try:
+            await self._compact()
+        except Exception:
+            log.exception("compaction failed for %s", self.canvas_id)
+        finally:
+            self._compacting = None
+
+    async def _compact(self) -> None:
+        if await self.store.compact(self.canvas_id, merge_updates):
+            stats = await self.store.log_stats(self.canvas_id)
+            self.log_count, self.log_bytes = stats.count, stats.bytes
+            self.doc_bytes = len(self.doc.get_update())

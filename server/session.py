@@ -1,0 +1,58 @@
+"""A connected participant as a room sees it: who it is, and a way to send it frames.
+
+``send`` never blocks and never spawns a task: frames go into a per-session queue that one writer
+task per connection drains (pycrdt-websocket's task-per-send is what makes it collapse at 100
+clients). A session that falls too far behind is closed rather than allowed to grow without bound.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+from dataclasses import dataclass
+
+_ids = itertools.count(1)
+
+ROLE_FACILITATOR = "facilitator"
+ROLE_EDITOR = "editor"
+ROLE_VIEWER = "viewer"
+ROLES = (ROLE_FACILITATOR, ROLE_EDITOR, ROLE_VIEWER)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    name: str
+    org_id: str
+    role: str
+    invite_id: str | None = None
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in (ROLE_FACILITATOR, ROLE_EDITOR)
+
+
+ANONYMOUS_EDITOR = Identity("anonymous", "Anonymous", "", ROLE_EDITOR)
+
+
+class Session(abc.ABC):
+    def __init__(self, identity: Identity) -> None:
+        self.id = next(_ids)
+        self.identity = identity
+        # Awareness client ids this connection has announced; removed for everyone when it leaves.
+        self.client_ids: set[int] = set()
+
+    @abc.abstractmethod
+    def send(self, frame: bytes) -> None:
+        """Queue one frame; never blocks."""
+
+    @abc.abstractmethod
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then close with this code; never blocks."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool: ...
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.identity.user_id}/{self.identity.org_id}>"

@@ -1,0 +1,126 @@
+"""Real services for the contract suites: a private redis-server and a private PostgreSQL schema.
+
+Nothing is faked. A missing service skips the test with the reason on a developer's machine, and
+fails it in CI (CI=true), where a silently skipped suite would hide a broken deployment path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+# The suites import `server` from the work tree even when the package is not installed.
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+PG_BASE_URL = os.environ.get("COCANVAS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def require_service(reason: str) -> None:
+    """Skip (visibly) outside CI; in CI an absent service is a failure."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server subprocess that tests may kill and restart on the same port."""
+
+    def __init__(self, binary: str, port: int) -> None:
+        self.binary = binary
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not come up on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require_service("redis-server not found on PATH (apt-get install redis-server)")
+        raise AssertionError  # unreachable: require_service raises
+    server = RedisServer(binary, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _pg_available() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_BASE_URL, connect_timeout=2):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL unreachable at {PG_BASE_URL}: {exc}".strip()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped afterwards: runs never collide."""
+    import psycopg
+
+    problem = _pg_available()
+    if problem is not None:
+        require_service(problem)
+    schema = f"cc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_BASE_URL else "?"
+    try:
+        yield f"{PG_BASE_URL}{sep}options={quote(f'-c search_path={schema}')}"
+    finally:
+        with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
