@@ -1,0 +1,506 @@
+// /c/{id}: one live canvas. Wires the doc, the provider, undo, presence and the views.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import * as authProtocol from 'y-protocols/auth'
+import { Announcer, excerpt } from './a11y'
+import { templateLabel } from './api'
+import { Board, type BoardHost } from './board'
+import { NEUTRAL_COLOR } from './colors'
+import {
+  CLOSE_MESSAGES,
+  PendingCounter,
+  describeConnection,
+  initialConnection,
+  isPermanentClose,
+  type ConnectionState,
+  type WsStatus,
+} from './connection'
+import { chooseDialog, confirmDialog } from './dialogs'
+import { h, setAttr, setText } from './dom'
+import { InvitePanel } from './invites'
+import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type NoteInfo } from './model'
+import { addNote, deleteNote, moveNote, setBlockLock } from './notes'
+import { buildOutline, renderOutline } from './outline'
+import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, type Cursor } from './presence'
+import { canEdit, decodeClaims, isExpired, loadToken, type Claims } from './session'
+import { toast } from './toast'
+
+export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
+  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
+}
+
+function messagePage(root: HTMLElement, title: string, body: string): void {
+  root.replaceChildren(
+    h(
+      'div',
+      { class: 'page' },
+      h('header', { class: 'topbar' }, h('h1', {}, h('a', { href: '/' }, 'CoCanvas'))),
+      h('main', { id: 'main', class: 'narrow' }, h('div', { class: 'card message', role: 'alert' }, h('h2', {}, title), h('p', {}, body), h('p', {}, h('a', { href: '/' }, 'Back to all canvases')))),
+    ),
+  )
+}
+
+export interface CanvasPage {
+  destroy(): void
+}
+
+export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPage {
+  const token = loadToken(canvasId)
+  const claims = token ? decodeClaims(token) : null
+  if (!token || !claims) {
+    messagePage(root, 'You need an invite link', 'To join this canvas, open the invite link the facilitator shared with you.')
+    return { destroy() {} }
+  }
+  if (isExpired(claims)) {
+    messagePage(root, 'Your access has expired', 'Ask the facilitator for a new invite link to rejoin this canvas.')
+    return { destroy() {} }
+  }
+  return new LiveCanvas(root, canvasId, token, claims)
+}
+
+/** Marks this page's own transactions: the UndoManager tracks only these. */
+const LOCAL = { local: 'cocanvas-ui' }
+
+class LiveCanvas implements CanvasPage, BoardHost {
+  readonly cdoc = canvasDoc(new Y.Doc())
+  readonly origin = LOCAL
+  private readonly provider: WebsocketProvider
+  private readonly undo: Y.UndoManager
+  private readonly board: Board
+  private readonly announcer: Announcer
+  private readonly tracker = new PresenceTracker()
+  private readonly pending = new PendingCounter()
+  private conn: ConnectionState = initialConnection(navigator.onLine)
+  private readonly statusEl: HTMLElement
+  private readonly titleEl: HTMLElement
+  private readonly subtitleEl: HTMLElement
+  private readonly peopleEl: HTMLElement
+  private readonly outlineEl: HTMLElement
+  private readonly undoBtn: HTMLButtonElement
+  private readonly redoBtn: HTMLButtonElement
+  private readonly invitePanel: InvitePanel | null
+  private readonly loadingEl: HTMLElement
+  private outlineTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly cleanups: Array<() => void> = []
+  private lastAnnouncedState = ''
+  private readonly meEl: HTMLElement
+  private lastOrgKey = ''
+
+  constructor(
+    root: HTMLElement,
+    private readonly canvasId: string,
+    private readonly token: string,
+    private readonly me: Claims,
+  ) {
+    const doc = this.cdoc.doc
+    this.board = new Board(this)
+    this.undo = new Y.UndoManager([this.cdoc.notes, this.cdoc.blocks], { trackedOrigins: new Set([LOCAL]) })
+
+    // --- chrome -------------------------------------------------------------------------
+    this.titleEl = h('h1', { class: 'canvas-title' }, 'Loading…')
+    this.subtitleEl = h('span', { class: 'muted template-label' })
+    this.statusEl = h('div', { class: 'conn', 'data-state': 'connecting', id: 'connection-status' }, 'Connecting…')
+    const myOrg = this.myOrg()
+    const meEl = h('div', { class: 'me' }, `${me.name || 'You'} · ${myOrg.name} · ${me.role}`)
+    this.meEl = meEl
+    this.undoBtn = h('button', { type: 'button', class: 'btn', disabled: true, 'aria-keyshortcuts': 'Control+Z', title: 'Undo (Ctrl+Z)' }, '↶ Undo')
+    this.redoBtn = h('button', { type: 'button', class: 'btn', disabled: true, 'aria-keyshortcuts': 'Control+Shift+Z', title: 'Redo (Ctrl+Shift+Z)' }, '↷ Redo')
+    this.undoBtn.addEventListener('click', () => this.undo.undo())
+    this.redoBtn.addEventListener('click', () => this.undo.redo())
+    const outlineToggle = h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', 'aria-controls': 'outline' }, 'Outline view')
+    const announceBox = h('input', { type: 'checkbox', id: 'announce-presence' })
+    const liveRegion = h('div', { class: 'visually-hidden', id: 'presence-live' })
+    this.announcer = new Announcer(liveRegion)
+    announceBox.checked = this.announcer.presenceEnabled
+    announceBox.addEventListener('change', () => this.announcer.setPresenceEnabled(announceBox.checked))
+    const help = h(
+      'details',
+      { class: 'help-keys' },
+      h('summary', {}, 'Keyboard'),
+      h(
+        'ul',
+        {},
+        h('li', {}, 'Tab: go through blocks and notes; arrow keys: next block / note'),
+        h('li', {}, 'N (on a block): add a note; Enter (on a block): first note'),
+        h('li', {}, 'Enter (on a note): edit; Escape: stop editing'),
+        h('li', {}, 'M: move note to another block; Alt+arrows: move to next / previous block'),
+        h('li', {}, 'Delete: delete note (asks first)'),
+        h('li', {}, 'Ctrl+Z / Ctrl+Shift+Z: undo / redo your own changes'),
+      ),
+    )
+    this.peopleEl = h('ul', { class: 'people', id: 'people' })
+    this.outlineEl = h('section', { class: 'outline panel-side', id: 'outline', hidden: true, 'aria-labelledby': 'outline-heading' })
+    outlineToggle.addEventListener('click', () => {
+      const show = this.outlineEl.hidden
+      this.outlineEl.hidden = !show
+      outlineToggle.setAttribute('aria-pressed', String(show))
+      if (show) {
+        this.renderOutlineNow()
+        this.outlineEl.querySelector<HTMLElement>('h2')?.setAttribute('tabindex', '-1')
+        this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
+      }
+    })
+    this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
+
+    const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
+    root.replaceChildren(
+      h(
+        'div',
+        { class: 'page canvas-page' },
+        h(
+          'header',
+          { class: 'topbar' },
+          h('a', { href: '/', class: 'back' }, '← Canvases'),
+          this.titleEl,
+          this.subtitleEl,
+          readOnlyBadge,
+          h('span', { class: 'spacer' }),
+          meEl,
+          this.statusEl,
+        ),
+        h(
+          'div',
+          { class: 'toolbar', role: 'toolbar', 'aria-label': 'Canvas tools' },
+          this.undoBtn,
+          this.redoBtn,
+          outlineToggle,
+          h('label', { class: 'check' }, announceBox, ' Announce who joins and leaves'),
+          help,
+        ),
+        h(
+          'div',
+          { class: 'workspace' },
+          h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el),
+          h(
+            'aside',
+            { class: 'sidebar', 'aria-label': 'People and tools' },
+            h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
+            this.outlineEl,
+            this.invitePanel?.el ?? null,
+          ),
+        ),
+        liveRegion,
+      ),
+    )
+
+    // --- document -----------------------------------------------------------------------
+    const rerender = (): void => this.render()
+    this.cdoc.blocks.observeDeep(rerender)
+    this.cdoc.notes.observeDeep(rerender)
+    this.cdoc.orgs.observeDeep(rerender)
+    this.cdoc.meta.observe(rerender)
+    this.cleanups.push(() => {
+      this.cdoc.blocks.unobserveDeep(rerender)
+      this.cdoc.notes.unobserveDeep(rerender)
+      this.cdoc.orgs.unobserveDeep(rerender)
+      this.cdoc.meta.unobserve(rerender)
+    })
+    const updateUndo = (): void => {
+      this.undoBtn.disabled = !this.undo.canUndo()
+      this.redoBtn.disabled = !this.undo.canRedo()
+    }
+    for (const ev of ['stack-item-added', 'stack-item-popped', 'stack-cleared'] as const) this.undo.on(ev, updateUndo)
+
+    // --- connection ---------------------------------------------------------------------
+    this.provider = new WebsocketProvider(wsBase(), canvasId, doc, {
+      params: { token },
+      // Tabs of one browser sync through the server only: every edit is checked there.
+      disableBc: true,
+      shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
+    })
+    // y-websocket only logs auth messages; the user must learn that an edit was refused.
+    this.provider.messageHandlers[2] = (_enc, decoder) => {
+      authProtocol.readAuthMessage(decoder, doc, (_d, reason) => {
+        toast(`Your change was not accepted: ${reason || 'permission denied'}. Reload to see the saved canvas.`, 'error')
+      })
+    }
+    doc.on('update', (_u: Uint8Array, origin: unknown) => {
+      if (origin !== this.provider) {
+        this.pending.localUpdate()
+        this.updateConn({})
+      }
+    })
+    this.provider.on('status', ({ status }: { status: WsStatus }) => {
+      this.pending.status(status)
+      this.updateConn({ status, everConnected: this.conn.everConnected || status === 'connected', synced: status === 'connected' ? this.conn.synced : false })
+      this.tracker.setConnected(status === 'connected' && this.conn.synced, Date.now())
+    })
+    this.provider.on('sync', (synced: boolean) => {
+      this.pending.sync(synced)
+      this.updateConn({ synced })
+      this.tracker.setConnected(synced && this.conn.status === 'connected', Date.now())
+      if (synced) this.loadingEl.remove()
+      this.render()
+    })
+    this.provider.on('connection-close', (event: CloseEvent | null) => {
+      if (event && event.code !== 1000 && event.code !== 1005 && event.code !== 1006) {
+        this.updateConn({ lastClose: { code: event.code, reason: event.reason } })
+        if (event.code === 1012) toast(CLOSE_MESSAGES[1012] ?? 'Server restarting', 'info')
+        if (event.code === 4429) toast(CLOSE_MESSAGES[4429] ?? 'Rate limited', 'error')
+      }
+    })
+    this.provider.on('closed', ({ code, reason }: { code: number; reason: string }) => {
+      this.updateConn({ stopped: true, lastClose: { code, reason } })
+      toast(CLOSE_MESSAGES[code] ?? `Disconnected by the server (${code}${reason ? ': ' + reason : ''}).`, 'error', 15000)
+    })
+    // A dead network is often noticed by the browser long before the socket times out.
+    const offline = (): void => {
+      this.updateConn({ browserOnline: false })
+      if (this.provider.wsconnected || this.provider.wsconnecting) this.provider.disconnect()
+    }
+    const online = (): void => {
+      this.updateConn({ browserOnline: true })
+      if (!this.conn.stopped) this.provider.connect()
+    }
+    window.addEventListener('offline', offline)
+    window.addEventListener('online', online)
+    this.cleanups.push(() => {
+      window.removeEventListener('offline', offline)
+      window.removeEventListener('online', online)
+    })
+    if (!navigator.onLine) offline()
+
+    // --- presence -----------------------------------------------------------------------
+    const awareness = this.provider.awareness
+    awareness.setLocalState({
+      user: { id: me.sub, name: me.name || 'Anonymous', org: me.org, orgName: myOrg.name, color: myOrg.color, role: me.role },
+      cursor: null,
+      editing: null,
+    })
+    const onAwareness = (): void => this.renderPresence()
+    awareness.on('change', onAwareness)
+    const ticker = setInterval(() => {
+      for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u)} left`)
+    }, 1000)
+    const onResize = (): void => this.board.renderCursors()
+    window.addEventListener('resize', onResize)
+    this.cleanups.push(() => {
+      awareness.off('change', onAwareness)
+      clearInterval(ticker)
+      window.removeEventListener('resize', onResize)
+    })
+
+    // --- keyboard: undo/redo anywhere on the page, including inside a note ---------------
+    const onKey = (e: KeyboardEvent): void => {
+      if (!(e.ctrlKey || e.metaKey) || e.altKey) return
+      const k = e.key.toLowerCase()
+      if (k === 'z' && !e.shiftKey) {
+        e.preventDefault()
+        this.undo.undo()
+      } else if ((k === 'z' && e.shiftKey) || k === 'y') {
+        e.preventDefault()
+        this.undo.redo()
+      }
+    }
+    document.addEventListener('keydown', onKey, true)
+    this.cleanups.push(() => document.removeEventListener('keydown', onKey, true))
+
+    this.render()
+    this.renderPresence()
+    this.updateConn({})
+  }
+
+  // --- BoardHost ---------------------------------------------------------------------------
+
+  private myOrg() {
+    return orgLabel(allOrgs(this.cdoc), this.me.org)
+  }
+
+  isFacilitator(): boolean {
+    return this.me.role === 'facilitator'
+  }
+
+  private protectNotes(): boolean {
+    return this.cdoc.meta.get('protect_notes') === true
+  }
+
+  canAddTo(block: BlockInfo): boolean {
+    if (!canEdit(this.me)) return false
+    if (this.isFacilitator()) return true
+    if (block.lockedBy) return false
+    // A partner's value map belongs to that partner.
+    return block.org === '' || block.org === this.me.org
+  }
+
+  canEditNote(note: NoteInfo, block: BlockInfo | undefined): boolean {
+    if (!canEdit(this.me)) return false
+    if (this.isFacilitator()) return true
+    if (block?.lockedBy) return false
+    if (this.protectNotes() && note.org !== this.me.org) return false
+    return true
+  }
+
+  refused(message: string): void {
+    toast(message, 'error')
+  }
+
+  addNote(blockId: string, at?: { x: number; y: number }): void {
+    const block = this.board.blockInfo(blockId)
+    if (!block) return
+    if (!this.canAddTo(block)) {
+      this.refused(block.lockedBy ? `${block.title} is locked.` : `You cannot add notes to ${block.title}.`)
+      return
+    }
+    const org = this.myOrg()
+    const id = addNote(
+      this.cdoc,
+      blockId,
+      { id: this.me.sub, name: this.me.name, org: this.me.org, color: org.color || NEUTRAL_COLOR },
+      LOCAL,
+      at ? { at } : {},
+    )
+    // Each note is its own undo step, not merged with typing that follows.
+    this.undo.stopCapturing()
+    this.announcer.say(`Note added to ${block.title}`)
+    this.board.startEdit(id)
+  }
+
+  moveNote(noteId: string, blockId: string, at: { x: number; y: number } | null): void {
+    const view = this.board.noteView(noteId)
+    const target = this.board.blockInfo(blockId)
+    if (!view || !target) return
+    if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block)) || !this.canAddTo(target)) {
+      this.refused(target.lockedBy ? `${target.title} is locked.` : `You cannot move this note to ${target.title}.`)
+      return
+    }
+    const crossing = view.note.block !== blockId
+    moveNote(this.cdoc, noteId, blockId, at, LOCAL)
+    this.undo.stopCapturing()
+    if (crossing) this.announcer.say(`Note moved to ${target.title}`)
+    this.board.focusNote(noteId)
+  }
+
+  requestDelete(noteId: string): void {
+    const view = this.board.noteView(noteId)
+    if (!view) return
+    if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block))) {
+      this.refused('You cannot delete this note.')
+      return
+    }
+    const blockId = view.note.block
+    void confirmDialog(`Delete the note “${excerpt(view.note.text, 60)}”?`, 'Delete note').then((ok) => {
+      if (!ok) return
+      deleteNote(this.cdoc, noteId, LOCAL)
+      this.undo.stopCapturing()
+      this.announcer.say('Note deleted. Ctrl+Z brings it back.')
+      this.board.focusBlock(blockId)
+    })
+  }
+
+  requestMove(noteId: string): void {
+    const view = this.board.noteView(noteId)
+    if (!view) return
+    if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block))) {
+      this.refused('You cannot move this note.')
+      return
+    }
+    const choices = this.board.blockOrder.map((b) => ({
+      value: b.id,
+      label: b.title,
+      disabled: !this.canAddTo(b),
+      current: b.id === view.note.block,
+    }))
+    void chooseDialog('Move note to…', choices).then((target) => {
+      if (target) this.moveNote(noteId, target, null)
+      else this.board.focusNote(noteId)
+    })
+  }
+
+  toggleLock(blockId: string): void {
+    const block = this.board.blockInfo(blockId)
+    if (!block || !this.isFacilitator()) return
+    setBlockLock(this.cdoc, blockId, block.lockedBy ? '' : this.me.sub, LOCAL)
+    this.announcer.say(`${block.title} ${block.lockedBy ? 'unlocked' : 'locked'}`)
+  }
+
+  private lastEditing: string | null = null
+  setEditing(noteId: string | null): void {
+    if (noteId === this.lastEditing) return
+    this.lastEditing = noteId
+    this.provider.awareness.setLocalStateField('editing', noteId)
+  }
+
+  setCursor(cursor: Cursor | null): void {
+    this.provider.awareness.setLocalStateField('cursor', cursor)
+  }
+
+  // --- rendering -----------------------------------------------------------------------
+
+  private render(): void {
+    const title = String(this.cdoc.meta.get('title') ?? '')
+    const template = String(this.cdoc.meta.get('template') ?? '')
+    if (title || this.conn.synced) {
+      setText(this.titleEl, title || 'Untitled canvas')
+      document.title = `${title || 'Canvas'} — CoCanvas`
+    }
+    setText(this.subtitleEl, template ? templateLabel(template) : '')
+    this.board.render()
+    if (this.cdoc.blocks.size > 0) this.loadingEl.remove()
+    // Org names and colours arrive with the first sync; presence must carry the real ones.
+    const org = this.myOrg()
+    const orgKey = `${org.name}\u0001${org.color}`
+    if (orgKey !== this.lastOrgKey) {
+      this.lastOrgKey = orgKey
+      setText(this.meEl, `${this.me.name || 'You'} · ${org.name} · ${this.me.role}`)
+      const state = this.provider?.awareness.getLocalState()
+      if (state) {
+        this.provider.awareness.setLocalStateField('user', { ...(state.user as object), orgName: org.name, color: org.color })
+      }
+    }
+    this.invitePanel?.setOrgs(allOrgs(this.cdoc))
+    if (!this.outlineEl.hidden && !this.outlineTimer) {
+      // Debounced: rewriting the outline under a screen reader's virtual cursor is disorienting.
+      this.outlineTimer = setTimeout(() => {
+        this.outlineTimer = null
+        this.renderOutlineNow()
+      }, 400)
+    }
+  }
+
+  private renderOutlineNow(): void {
+    renderOutline(this.outlineEl, buildOutline(allBlocks(this.cdoc), allNotes(this.cdoc), allOrgs(this.cdoc)))
+  }
+
+  private renderPresence(): void {
+    const awareness = this.provider.awareness
+    const peers = peersFrom(awareness.getStates(), this.cdoc.doc.clientID)
+    const people = peopleHere(peers)
+    this.peopleEl.replaceChildren(
+      ...people.map((p) =>
+        h(
+          'li',
+          { 'data-user-id': p.user.id, style: `--c:${p.user.color || NEUTRAL_COLOR}` },
+          h('span', { class: 'dot', 'aria-hidden': 'true' }),
+          personLabel(p.user),
+          p.self ? h('span', { class: 'muted' }, ' (you)') : null,
+        ),
+      ),
+    )
+    this.board.setPeers(peers, editorsByNote(peers))
+    const change = this.tracker.update(people, Date.now())
+    for (const u of change.joined) this.announcer.presence(`${personLabel(u)} joined`)
+    for (const u of change.left) this.announcer.presence(`${personLabel(u)} left`)
+  }
+
+  private updateConn(patch: Partial<ConnectionState>): void {
+    this.conn = { ...this.conn, ...patch, pending: this.pending.value }
+    const view = describeConnection(this.conn)
+    setText(this.statusEl, view.label)
+    setAttr(this.statusEl, 'data-state', view.state)
+    setAttr(this.statusEl, 'data-pending', String(this.conn.pending))
+    setAttr(this.statusEl, 'data-tone', view.tone)
+    // Speak state changes, not every change of the pending count.
+    if (view.state !== this.lastAnnouncedState && view.state !== 'syncing' && view.state !== 'connecting') {
+      if (this.lastAnnouncedState || view.state !== 'connected') this.announcer.say(view.state === 'connected' ? 'Connected' : view.label)
+      this.lastAnnouncedState = view.state
+    }
+  }
+
+  destroy(): void {
+    for (const c of this.cleanups) c()
+    this.provider.destroy()
+    this.undo.destroy()
+    this.cdoc.doc.destroy()
+  }
+}
