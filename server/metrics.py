@@ -11,3 +11,6 @@ class Metrics:
         self.sessions = Gauge("cocanvas_sessions", "Open WebSocket sessions", registry=self.registry)
         self.rooms = Gauge("cocanvas_rooms", "Canvases loaded on this node", registry=self.registry)
         self.frames = Counter("cocanvas_frames_received", "Frames received", registry=self.registry)
+        self.room_loads = Gauge(
+            "cocanvas_room_loads", "Rooms loaded from the store since start", registry=self.registry
+        )

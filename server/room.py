@@ -26,6 +26,8 @@ log = logging.getLogger("cocanvas.room")
 
 # Each awareness client id a session announces costs memory on every node; a browser tab has one.
 MAX_CLIENT_IDS_PER_SESSION = 16
+# Unloading compacts a log this long; a handful of rows is cheaper to replay than to rewrite.
+MIN_LOG_TO_COMPACT_ON_UNLOAD = 32
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ class Room(BrokerListener):
                 task.cancel()
         await self._barrier()
         self.gate.detach(self)
-        if self.log_count > 0 and code != closecodes.NOT_FOUND:
+        if self.log_count >= MIN_LOG_TO_COMPACT_ON_UNLOAD and code != closecodes.NOT_FOUND:
             try:
                 await self._compact()
             except Exception:

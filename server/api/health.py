@@ -43,4 +43,5 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
 @router.get("/metrics")
 async def metrics(svc: Services = Depends(services)) -> Response:
     svc.metrics.rooms.set(len(svc.rooms))
+    svc.metrics.room_loads.set(svc.rooms.loads)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
