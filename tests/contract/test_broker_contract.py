@@ -7,7 +7,6 @@ Redis-only tests kill and restart to prove the reconnect path.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import textwrap
 import time
@@ -15,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -32,8 +32,15 @@ from server.broker.redis import RedisBroker
 from .conftest import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
-# Fast heartbeats so lapse detection is testable in about a second.
-FAST = {"heartbeat_interval": 0.1, "node_timeout": 0.6}
+
+
+def fast_redis_broker(
+    url: str, node_id: str, prefix: str = "cocanvas:", start_timeout: float = 5.0
+) -> RedisBroker:
+    """Fast heartbeats so lapse detection is testable in about a second."""
+    return RedisBroker(
+        url, node_id, prefix, heartbeat_interval=0.1, node_timeout=0.6, start_timeout=start_timeout
+    )
 
 
 class Recorder(BrokerListener):
@@ -55,8 +62,8 @@ class Recorder(BrokerListener):
         self.lost.append(node_id)
         self._changed.set()
 
-    async def wait_for(self, cond: Callable[[], bool], timeout: float = 3.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, cond: Callable[[], bool], within: float = 3.0) -> None:
+        async with asyncio.timeout(within):
             while not cond():
                 self._changed.clear()
                 await self._changed.wait()
@@ -67,8 +74,8 @@ async def settle() -> None:
     await asyncio.sleep(0.15)
 
 
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not cond():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
@@ -98,7 +105,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
         prefix = f"t{uuid.uuid4().hex[:6]}:"
         c = Cluster(
             "redis",
-            lambda name: RedisBroker(server.url, node_id=name, channel_prefix=prefix, **FAST),
+            lambda name: fast_redis_broker(server.url, name, prefix),
             redis=server,
         )
     try:
@@ -108,7 +115,9 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
             await broker.close()
 
 
-async def two_nodes(cluster: Cluster, canvas: str = "c1") -> tuple[Broker, Broker, Recorder, Recorder]:
+async def two_nodes(
+    cluster: Cluster, canvas: str = "c1"
+) -> tuple[Broker, Broker, Recorder, Recorder]:
     a, b = await cluster.node("node-a"), await cluster.node("node-b")
     ra, rb = Recorder(), Recorder()
     await a.subscribe(canvas, ra)
@@ -138,7 +147,7 @@ async def test_order_is_kept_under_a_burst(cluster: Cluster) -> None:
     a, b, _, rb = await two_nodes(cluster)
     for i in range(2000):
         a.publish("c1", KIND_UPDATE, i.to_bytes(4, "big"))
-    await rb.wait_for(lambda: len(rb.messages) == 2000, timeout=10)
+    await rb.wait_for(lambda: len(rb.messages) == 2000, within=10)
     assert [int.from_bytes(m.payload, "big") for m in rb.messages] == list(range(2000))
     assert rb.gaps == 0
 
@@ -216,14 +225,14 @@ async def test_redis_restart_reconnects_resubscribes_and_heals(cluster: Cluster)
     await rb.wait_for(lambda: len(rb.messages) == 1)
 
     server.kill()
-    await until(lambda: not a.connected and not b.connected, timeout=3)
+    await until(lambda: not a.connected and not b.connected, within=3)
     assert states == [False]
     a.publish("c1", KIND_UPDATE, b"into the void")  # dropped, healed from the store later
 
     gaps_before = rb.gaps
     server.start()
     back = time.monotonic()
-    await until(lambda: a.connected and b.connected, timeout=5)
+    await until(lambda: a.connected and b.connected, within=5)
     reconnect_s = time.monotonic() - back
     assert reconnect_s < 2.5, f"reconnect took {reconnect_s:.2f}s"
     assert states == [False, True]
@@ -238,11 +247,11 @@ async def test_redis_subscribe_while_down_is_honoured_on_return(cluster: Cluster
     server = redis_only(cluster)
     a, b = await cluster.node("node-a"), await cluster.node("node-b")
     server.kill()
-    await until(lambda: not b.connected, timeout=3)
+    await until(lambda: not b.connected, within=3)
     rb = Recorder()
     await b.subscribe("late", rb)  # must not hang or raise while Redis is away
     server.start()
-    await until(lambda: a.connected and b.connected, timeout=5)
+    await until(lambda: a.connected and b.connected, within=5)
     a.publish("late", KIND_UPDATE, b"hello")
     await rb.wait_for(lambda: len(rb.messages) == 1)
 
@@ -250,12 +259,12 @@ async def test_redis_subscribe_while_down_is_honoured_on_return(cluster: Cluster
 async def test_redis_start_without_server_then_connects(cluster: Cluster) -> None:
     server = redis_only(cluster)
     server.kill()
-    broker = RedisBroker(server.url, node_id="early", start_timeout=0.2, **FAST)
+    broker = fast_redis_broker(server.url, "early", start_timeout=0.2)
     cluster.started.append(broker)
     await broker.start()
     assert not broker.connected
     server.start()
-    await until(lambda: broker.connected, timeout=5)
+    await until(lambda: broker.connected, within=5)
 
 
 async def test_redis_graceful_close_forgets_node_at_once(cluster: Cluster) -> None:
@@ -264,13 +273,14 @@ async def test_redis_graceful_close_forgets_node_at_once(cluster: Cluster) -> No
     await asyncio.sleep(0.3)  # a has heard b's heartbeat
     cluster.started.remove(b)
     await b.close()
-    await ra.wait_for(lambda: ra.lost == ["node-b"], timeout=0.5)
+    await ra.wait_for(lambda: ra.lost == ["node-b"], within=0.5)
 
 
 async def test_redis_heartbeat_lapse_reports_lost_node(cluster: Cluster) -> None:
     """A node that dies without saying goodbye (SIGKILL) is forgotten after its heartbeats stop."""
     server = redis_only(cluster)
     a = await cluster.node("node-a")
+    prefix = cast(RedisBroker, a)._prefix
     ra = Recorder()
     await a.subscribe("c1", ra)
     script = textwrap.dedent(
@@ -280,7 +290,7 @@ async def test_redis_heartbeat_lapse_reports_lost_node(cluster: Cluster) -> None
 
         async def main():
             b = RedisBroker(
-                {server.url!r}, "doomed", {a._prefix!r}, heartbeat_interval=0.1
+                {server.url!r}, "doomed", {prefix!r}, heartbeat_interval=0.1
             )
             await b.start()
             print("up", flush=True)
@@ -289,18 +299,19 @@ async def test_redis_heartbeat_lapse_reports_lost_node(cluster: Cluster) -> None
         asyncio.run(main())
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=REPO, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
-        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "up"
-        await until(lambda: "doomed" in a._peers, timeout=3)  # type: ignore[attr-defined]
+        assert (await proc.stdout.readline()).strip() == b"up"
+        await until(lambda: "doomed" in cast(RedisBroker, a)._peers, within=3)
         proc.kill()
         killed = time.monotonic()
-        await ra.wait_for(lambda: ra.lost == ["doomed"], timeout=3)
+        await ra.wait_for(lambda: ra.lost == ["doomed"], within=3)
         # node_timeout is 0.6 s here (10 s in production): detected after it, not long after.
         assert 0.4 < time.monotonic() - killed < 2.0
     finally:
-        proc.kill()
-        proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
