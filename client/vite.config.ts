@@ -19,7 +19,7 @@ export default defineConfig({
     },
   },
   test: {
-    environment: 'jsdom',
+    environment: 'node',
     include: ['test/**/*.test.ts'],
   },
 })

@@ -119,6 +119,8 @@ export class Board {
     }
     const hasVpc = panels.some((p) => p.type === 'customer-profile' || p.type === 'value-map')
     this.panelsHost.className = hasVpc ? 'panels panels-vpc' : 'panels'
+    // Shapes share the row: each gets 1/(maps+profile) of the width (see styles.css).
+    this.panelsHost.style.setProperty('--shapes', String(maps.length + (panels.some((p) => p.type === 'customer-profile') ? 1 : 0)))
     this.panelsHost.replaceChildren(...nodes)
     for (const view of this.notes.values()) view.el.remove()
     if (focusNote) queueMicrotask(() => this.focusNote(focusNote))
@@ -151,14 +153,17 @@ export class Board {
   }
 
   private createBlock(b: BlockInfo, area: string): BlockView {
-    const title = h('h3', { class: 'block-title' }, b.title)
-    const lockBadge = h('span', { class: 'lock-badge', hidden: true }, '🔒 locked')
-    const addBtn = h('button', { type: 'button', class: 'btn btn-small add-note' }, '+ Note')
+    // Inside a partner's value map the panel heading already names the partner.
+    const orgName = b.org ? this.orgs.get(b.org)?.name : undefined
+    const shown = orgName && b.title.endsWith(` — ${orgName}`) ? b.title.slice(0, -(orgName.length + 3)) : b.title
+    const title = h('h3', { class: 'block-title' }, shown)
+    const lockBadge = h('span', { class: 'lock-badge', hidden: true }, 'locked')
+    const addBtn = h('button', { type: 'button', class: 'btn btn-small btn-icon add-note', title: `Add a note (N)` }, '+')
     addBtn.setAttribute('aria-label', `Add note to ${b.title}`)
     addBtn.addEventListener('click', () => this.host.addNote(b.id))
     let lockBtn: HTMLButtonElement | null = null
     if (this.host.isFacilitator()) {
-      lockBtn = h('button', { type: 'button', class: 'btn btn-small lock-toggle' }, 'Lock')
+      lockBtn = h('button', { type: 'button', class: 'btn btn-small btn-icon lock-toggle' }, '🔓')
       lockBtn.addEventListener('click', () => this.host.toggleLock(b.id))
     }
     const area_ = h('div', { class: 'notes-area', 'data-block-id': b.id })
@@ -181,7 +186,8 @@ export class Board {
     const canAdd = this.host.canAddTo(b)
     view.addBtn.hidden = !canAdd
     if (view.lockBtn) {
-      setText(view.lockBtn, locked ? 'Unlock' : 'Lock')
+      setText(view.lockBtn, locked ? '🔒' : '🔓')
+      setAttr(view.lockBtn, 'title', locked ? 'Unlock this block' : 'Lock this block')
       setAttr(view.lockBtn, 'aria-pressed', String(locked))
       setAttr(view.lockBtn, 'aria-label', `${locked ? 'Unlock' : 'Lock'} ${b.title}`)
     }
@@ -289,6 +295,16 @@ export class Board {
       )
     }
     this.cursorLayer.replaceChildren(...nodes)
+  }
+
+  /** How many notes fit side by side and stacked in a block, for placing new notes. */
+  gridFor(blockId: string): { cols: number; rows: number } | undefined {
+    const area = this.blocks.get(blockId)?.area
+    if (!area) return undefined
+    const r = area.getBoundingClientRect()
+    if (r.width === 0 || r.height === 0) return undefined
+    const { w, hgt } = noteSize(area)
+    return { cols: Math.max(1, Math.floor(r.width / (w + 6))), rows: Math.max(1, Math.floor(r.height / (hgt + 6))) }
   }
 
   focusNote(id: string): void {

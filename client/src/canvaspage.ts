@@ -348,7 +348,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       blockId,
       { id: this.me.sub, name: this.me.name, org: this.me.org, color: org.color || NEUTRAL_COLOR },
       LOCAL,
-      at ? { at } : {},
+      at ? { at } : { grid: this.board.gridFor(blockId) },
     )
     // Each note is its own undo step, not merged with typing that follows.
     this.undo.stopCapturing()
@@ -365,7 +365,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       return
     }
     const crossing = view.note.block !== blockId
-    moveNote(this.cdoc, noteId, blockId, at, LOCAL)
+    moveNote(this.cdoc, noteId, blockId, at, LOCAL, this.board.gridFor(blockId))
     this.undo.stopCapturing()
     if (crossing) this.announcer.say(`Note moved to ${target.title}`)
     this.board.focusNote(noteId)

@@ -29,7 +29,14 @@ export interface Spot {
  * A free place for a new note in a block: walk a coarse grid in reading order and take
  * the first cell no existing note is close to, so new notes do not hide older ones.
  */
+export interface Grid {
+  cols: number
+  rows: number
+}
+
 export function freeSpot(existing: readonly Spot[], cols = 4, rows = 4): Spot {
+  cols = Math.max(1, Math.floor(cols))
+  rows = Math.max(1, Math.floor(rows))
   const cells: Spot[] = []
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) cells.push({ x: cols === 1 ? 0 : c / (cols - 1), y: rows === 1 ? 0 : r / (rows - 1) })
@@ -59,10 +66,10 @@ export function addNote(
   blockId: string,
   author: Author,
   origin: unknown,
-  opts: { text?: string; at?: Spot; id?: string; now?: number } = {},
+  opts: { text?: string; at?: Spot; id?: string; now?: number; grid?: Grid } = {},
 ): string {
   const id = opts.id ?? newId()
-  const at = opts.at ?? freeSpot(notesInBlock(c, blockId))
+  const at = opts.at ?? freeSpot(notesInBlock(c, blockId), opts.grid?.cols, opts.grid?.rows)
   c.doc.transact(() => {
     const note = new Y.Map<unknown>()
     // Fill the map before inserting it: one atomic map entry, observers see a complete note.
@@ -81,10 +88,10 @@ export function addNote(
   return id
 }
 
-export function moveNote(c: CanvasDoc, id: string, blockId: string, at: Spot | null, origin: unknown): void {
+export function moveNote(c: CanvasDoc, id: string, blockId: string, at: Spot | null, origin: unknown, grid?: Grid): void {
   const note = c.notes.get(id)
   if (!(note instanceof Y.Map)) return
-  const spot = at ?? freeSpot(notesInBlock(c, blockId, id))
+  const spot = at ?? freeSpot(notesInBlock(c, blockId, id), grid?.cols, grid?.rows)
   c.doc.transact(() => {
     if (note.get('block') !== blockId) note.set('block', blockId)
     note.set('x', clamp01(spot.x))
