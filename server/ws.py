@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, WebSocket
@@ -119,6 +120,11 @@ async def canvas_socket(websocket: WebSocket, canvas_id: str) -> None:
         await _refuse(websocket, closecodes.FORBIDDEN, "origin not allowed")
         return
     token, subprotocol = _token_from(websocket)
+    connections = services.connections
+    if connections is not None and websocket.client is not None:
+        if not connections.get(websocket.client.host).take():
+            await _refuse(websocket, closecodes.RATE_LIMITED, "too many new connections", subprotocol)
+            return
     try:
         identity, _ = services.tokens.verify(token, canvas_id)
     except TokenError as exc:
@@ -140,10 +146,18 @@ async def canvas_socket(websocket: WebSocket, canvas_id: str) -> None:
         session = WebSocketSession(websocket, identity, settings.send_queue_max_bytes)
         limiter = services.limiter_for(websocket)
         services.metrics.sessions.inc()
+        # A token (and so the invite link it came from) that lapses closes its socket too.
+        lapse = asyncio.get_running_loop().call_later(
+            max(0.0, services.tokens.expires_at(token or "") - time.time()),
+            session.close,
+            closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED,
+            "invite link expired" if identity.invite_id else "token expired",
+        )
         await room.join(session)
         try:
             await _read_loop(websocket, session, room, limiter, settings.max_message_bytes, services)
         finally:
+            lapse.cancel()
             room.leave(session)
             services.metrics.sessions.dec()
             await session.finish()

@@ -42,7 +42,7 @@ class Caller:
         return self.operator or (self.identity is not None and self.identity.role == ROLE_FACILITATOR)
 
 
-def canvas_caller(canvas_id: str, request: Request, svc: Services = Depends(services)) -> Caller:
+async def canvas_caller(canvas_id: str, request: Request, svc: Services = Depends(services)) -> Caller:
     """Any participant of this canvas (or the operator); 401/403 otherwise."""
     token = bearer(request)
     if is_operator(svc, token):
@@ -51,6 +51,8 @@ def canvas_caller(canvas_id: str, request: Request, svc: Services = Depends(serv
         identity, _ = svc.tokens.verify(token, canvas_id)
     except TokenError as exc:
         raise HTTPException(exc.status, exc.message) from None
+    if identity.invite_id is not None and await svc.invite_revoked(identity.invite_id):
+        raise HTTPException(403, "invite link revoked")
     return Caller(identity, False)
 
 

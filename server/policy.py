@@ -1,0 +1,584 @@
+"""Which changes a session may make to a canvas, enforced on the server.
+
+A stock Yjs client cannot be told to drop local state, so refusing an update by not applying it
+would leave the offender's document diverged for good. Instead the gate applies every update,
+watches what it changed (deep observers on the schema's roots), and writes compensating changes
+with the room's own (32-bit) client id for whatever a rule forbids: a refused new note is deleted,
+a refused deletion or edit is restored from a mirror of the last accepted state. Everyone else
+gets the client's update merged with the compensation as one net update; the offender gets the
+compensation as a reply. The end state is the same everywhere and contains only allowed changes.
+
+Rules (``meta.protect_notes`` is written from the canvas settings at creation and only
+facilitators may change it):
+
+* viewers change nothing (awareness is not a document change and still works);
+* a note's ``org``, ``author`` and ``author_name`` are stamped from the token;
+* with protect_notes, editors edit, move or delete only their organization's notes, and add
+  notes anywhere; a vote is a per-user key and editors may only set their own;
+* a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
+  or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
+  organizations and meta; facilitators may do anything;
+* roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs``) are refused for everyone.
+
+Content a client hides where the schema's Map views cannot see it (sequence items under a map
+root) is not inspected; it is invisible to every client and bounded by the document size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Array, Doc, Map, Subscription, Text
+from pycrdt import merge_updates as merge_binary
+
+from .canvas.templates import server_client_id
+from .room import Admitted, Room, UpdateGate
+from .session import ROLE_FACILITATOR, Identity, Session
+from .store.base import AuditEntry
+
+log = logging.getLogger("cocanvas.policy")
+
+ROOTS = ("meta", "blocks", "notes", "orgs")
+STAMPED = ("org", "author", "author_name")
+MOVE_FIELDS = frozenset(("block", "x", "y"))
+MAX_CLIENT_ID = 2**32
+
+# (root, path below the root, changed map keys -> action, or None for a text/array change)
+Change = tuple[str, tuple[str | int, ...], dict[str, str] | None]
+
+
+def _origin(session: Session) -> str:
+    return f"session:{session.id}"
+
+
+def _value(v: Any, key: str = "") -> Any:
+    """A mirror value (plain Python) as something that can be written back into the doc."""
+    if key == "text" and isinstance(v, str):
+        return Text(v)
+    if isinstance(v, dict):
+        return Map({k: _value(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return Array([_value(x) for x in v])
+    return v
+
+
+def _note_value(snapshot: dict[str, Any]) -> Map:
+    return Map({k: _value(v, k) for k, v in snapshot.items()})
+
+
+def _plain(v: Any) -> Any:
+    return v.to_py() if isinstance(v, (Map, Array)) else (str(v) if isinstance(v, Text) else v)
+
+
+def set_text(text: Text, want: str) -> None:
+    """Rewrite a Y.Text to ``want`` with the smallest edit (pycrdt indexes by UTF-8 bytes)."""
+    have = str(text)
+    if have == want:
+        return
+    p = 0
+    limit = min(len(have), len(want))
+    while p < limit and have[p] == want[p]:
+        p += 1
+    s = 0
+    while s < limit - p and have[len(have) - 1 - s] == want[len(want) - 1 - s]:
+        s += 1
+    start = len(have[:p].encode())
+    end = len(have[: len(have) - s].encode())
+    if end > start:
+        del text[start:end]
+    middle = want[p : len(want) - s]
+    if middle:
+        text.insert(start, middle)
+
+
+@dataclass
+class _Decision:
+    """What one admitted update amounts to, built while inspecting its changes."""
+
+    fixes: list[Callable[[], None]] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    audit: list[tuple[str, str, str]] = field(default_factory=list)  # (action, target, detail)
+
+    def refuse(self, target: str, reason: str, fix: Callable[[], None]) -> None:
+        self.fixes.append(fix)
+        self.refusals.append(reason)
+        self.audit.append(("refused", target, reason))
+
+
+class PolicyGate(UpdateGate):
+    """One per room. Keeps a plain mirror of the last accepted state to restore from."""
+
+    def __init__(
+        self,
+        canvas_id: str,
+        *,
+        protect_default: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.canvas_id = canvas_id
+        self.protect_default = protect_default
+        self.clock = clock
+        self.room: Room | None = None
+        self.mirror: dict[str, dict[str, Any]] = {r: {} for r in ROOTS}
+        self._subs: list[tuple[Map, Subscription]] = []
+        self._known_roots: set[str] = set()
+        self._unknown: dict[str, Map] = {}
+        # Between admissions, observers only note which entries to re-read (bounded by the doc);
+        # during one, they record the changes for the decision.
+        self._dirty: dict[str, set[str]] = {r: set() for r in ROOTS}
+        self._recording = False
+        self._changes: list[Change] = []
+        self._unknown_touched = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def attach(self, room: Room) -> None:
+        self.room = room
+        if room.doc.client_id >= MAX_CLIENT_ID:
+            # Compensations are written with the room's client id; y-py 0.6 clients mis-decode
+            # ids >= 2**32. A no-op once Room creates its Doc with a 32-bit id.
+            fresh: Doc = Doc(client_id=server_client_id())
+            fresh.apply_update(room.doc.get_update())
+            room.doc = fresh
+        doc = room.doc
+        for name in ROOTS:
+            root = doc.get(name, type=Map)
+            self._subs.append((root, root.observe_deep(self._observer(name))))
+            self.mirror[name] = {k: _plain(v) for k, v in root.items()}
+        self._known_roots = set(doc.keys())
+        for name in self._known_roots - set(ROOTS):
+            self._watch_unknown(name)
+
+    def detach(self, room: Room) -> None:
+        for root, sub in self._subs:
+            try:
+                root.unobserve(sub)
+            except ValueError:
+                pass
+        self._subs.clear()
+        self._unknown.clear()
+        self.room = None
+
+    def _observer(self, root: str) -> Callable[[list[Any]], None]:
+        dirty = self._dirty[root]
+
+        def on_events(events: list[Any]) -> None:
+            # Must not raise: exceptions surface as an ExceptionGroup at the transaction's end.
+            for ev in events:
+                path = tuple(ev.path)
+                keys = getattr(ev, "keys", None)
+                if self._recording:
+                    self._changes.append(
+                        (
+                            root,
+                            path,
+                            {k: c["action"] for k, c in keys.items()}
+                            if isinstance(keys, dict)
+                            else None,
+                        )
+                    )
+                elif path:
+                    dirty.add(str(path[0]))
+                elif isinstance(keys, dict):
+                    dirty.update(keys)
+
+        return on_events
+
+    def _watch_unknown(self, name: str) -> None:
+        assert self.room is not None
+        root = self.room.doc.get(name, type=Map)
+
+        def touched(_: Any) -> None:
+            if self._recording:
+                self._unknown_touched = True
+
+        self._unknown[name] = root
+        self._subs.append((root, root.observe_deep(touched)))
+
+    def _refresh(self, dirty: dict[str, set[str]]) -> None:
+        assert self.room is not None
+        doc = self.room.doc
+        for name, ids in dirty.items():
+            if not ids:
+                continue
+            root = doc.get(name, type=Map)
+            mirror = self.mirror[name]
+            for key in ids:
+                if key in root:
+                    mirror[key] = _plain(root[key])
+                else:
+                    mirror.pop(key, None)
+            ids.clear()
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def admit(self, room: Room, session: Session, update: bytes) -> Admitted:
+        if self.room is not room:  # e.g. the room rebuilt its doc without us
+            self.detach(room)
+            self.attach(room)
+        self._refresh(self._dirty)
+        doc = room.doc
+        self._changes = []
+        self._unknown_touched = False
+        self._recording = True
+        try:
+            with doc.transaction(origin=_origin(session)):
+                doc.apply_update(update)
+        finally:
+            self._recording = False
+        changes = self._changes
+        self._changes = []
+        new_roots = self._new_roots()
+        if not changes and not new_roots and not self._unknown_touched:
+            return Admitted(update)
+
+        identity = session.identity
+        decision = _Decision()
+        touched: dict[str, set[str]] = {r: set() for r in ROOTS}
+        for root, path, keys in changes:
+            if path:
+                touched[root].add(str(path[0]))
+            elif keys:
+                touched[root].update(keys)
+        _Rules(self, identity, decision).judge(changes)
+        if new_roots or self._unknown_touched:
+            for name in new_roots:
+                self._watch_unknown(name)
+            decision.refuse(
+                "document",
+                "only the canvas schema's roots may be written",
+                lambda: self._sweep_unknown(),
+            )
+
+        reply: bytes | None = None
+        net = update
+        if decision.fixes:
+            before = doc.get_state()
+            with doc.transaction(origin="policy"):
+                for fix in decision.fixes:
+                    try:
+                        fix()
+                    except Exception:
+                        # The client's update is in the doc already and must still be persisted.
+                        log.exception("policy fix failed on %s", self.canvas_id)
+            reply = doc.get_update(before)
+            net = merge_binary(update, reply)
+        self._refresh(touched)
+        self._refresh(self._dirty)
+        now = self.clock()
+        audit = [
+            AuditEntry(
+                self.canvas_id, now, identity.user_id, identity.name, identity.org_id, a, t, d
+            )
+            for a, t, d in decision.audit
+        ]
+        refusal = "; ".join(dict.fromkeys(decision.refusals)) if decision.refusals else None
+        return Admitted(net, reply=reply, refusal=refusal, audit=audit)
+
+    def _new_roots(self) -> list[str]:
+        assert self.room is not None
+        names = self.room.doc.keys()
+        if len(names) == len(self._known_roots):  # type: ignore[arg-type]
+            return []
+        fresh = [n for n in names if n not in self._known_roots]
+        self._known_roots.update(fresh)
+        return [n for n in fresh if n not in ROOTS]
+
+    def _sweep_unknown(self) -> None:
+        assert self.room is not None
+        doc = self.room.doc
+        for name in self._unknown:
+            as_map = doc.get(name, type=Map)
+            for key in list(as_map.keys()):
+                del as_map[key]
+            as_array = doc.get(name, type=Array)
+            if len(as_array):
+                del as_array[0 : len(as_array)]
+            doc.get(name, type=Map)  # leave it cast the way its observer expects
+
+    def protect_notes(self) -> bool:
+        value = self.mirror["meta"].get("protect_notes")
+        return value if isinstance(value, bool) else self.protect_default
+
+
+class _Rules:
+    """The rules applied to one update's changes, against the mirror (state before it)."""
+
+    def __init__(self, gate: PolicyGate, identity: Identity, decision: _Decision) -> None:
+        assert gate.room is not None
+        self.gate = gate
+        self.doc = gate.room.doc
+        self.me = identity
+        self.d = decision
+        self.facilitator = identity.role == ROLE_FACILITATOR
+        self.writer = identity.can_write
+        self.protect = gate.protect_notes()
+        self.notes = self.doc.get("notes", type=Map)
+        self.blocks_before = gate.mirror["blocks"]
+        self.notes_before = gate.mirror["notes"]
+
+    def judge(self, changes: list[Change]) -> None:
+        replaced: set[str] = set()
+        note_fields: dict[str, dict[str, str]] = {}
+        text_edits: set[str] = set()
+        votes: dict[str, set[str]] = {}
+        nested_other: dict[str, set[str]] = {}
+        for root, path, keys in changes:
+            if root != "notes":
+                self._other_root(root, path, keys)
+                continue
+            if not path:
+                replaced.update((keys or {}).keys())
+                for key, action in (keys or {}).items():
+                    self._note_entry(key, action)
+                continue
+            nid = str(path[0])
+            if len(path) == 1:
+                note_fields.setdefault(nid, {}).update(keys or {})
+            elif path[1] == "text" and len(path) == 2:
+                text_edits.add(nid)
+            elif path[1] == "votes" and len(path) == 2:
+                votes.setdefault(nid, set()).update((keys or {}).keys())
+            else:
+                nested_other.setdefault(nid, set()).add(str(path[1]))
+        for nid in set(note_fields) | text_edits | set(votes) | set(nested_other):
+            if nid in replaced or nid not in self.notes_before:
+                continue  # the entry itself changed: judged as a whole above
+            fields = dict(note_fields.get(nid, {}))
+            for f in nested_other.get(nid, ()):
+                fields.setdefault(f, "update")
+            self._note_fields(nid, fields, nid in text_edits, votes.get(nid, set()))
+
+    # -- notes ------------------------------------------------------------------------------
+
+    def _locked(self, block: Any) -> bool:
+        info = self.blocks_before.get(block) if isinstance(block, str) else None
+        return bool(info and isinstance(info, dict) and info.get("locked_by"))
+
+    def _may_change_note(self, before: dict[str, Any]) -> str | None:
+        """Why this session may not edit, move or delete an existing note (None: it may)."""
+        if not self.writer:
+            return "viewers cannot change the canvas"
+        if self.facilitator:
+            return None
+        if self._locked(before.get("block")):
+            return f"block {before.get('block')} is locked"
+        if self.protect and before.get("org", "") != self.me.org_id:
+            return "this note belongs to another organization"
+        return None
+
+    def _may_place_note(self, block: Any) -> str | None:
+        if not self.writer:
+            return "viewers cannot change the canvas"
+        if not isinstance(block, str):
+            return "a note needs a block"
+        if self.facilitator:
+            return None
+        if block not in self.blocks_before:
+            return f"no block {block}"
+        if self._locked(block):
+            return f"block {block} is locked"
+        return None
+
+    def _note_entry(self, nid: str, action: str) -> None:
+        before = self.notes_before.get(nid)
+        notes = self.notes
+        reason: str | None = None
+        if action in ("delete", "update") and before is not None:
+            reason = self._may_change_note(before)
+        if reason is None and action in ("add", "update"):
+            new = notes.get(nid)
+            if not isinstance(new, Map):
+                reason = "a note must be a map"
+            else:
+                reason = self._may_place_note(new.get("block"))
+
+        if reason is not None:
+            if before is None:
+                self.d.refuse(nid, reason, lambda: notes.pop(nid, None))
+            else:
+                self.d.refuse(nid, reason, lambda: notes.__setitem__(nid, _note_value(before)))
+            return
+        if action == "delete":
+            self.d.audit.append(("delete", nid, ""))
+            return
+        self.d.audit.append(("create" if before is None else "edit", nid, ""))
+        self._stamp(nid)
+
+    def _stamp(self, nid: str) -> None:
+        note = self.notes.get(nid)
+        assert isinstance(note, Map)
+        want: dict[str, Any] = {"author": self.me.user_id, "author_name": self.me.name}
+        org = note.get("org")
+        if not self.facilitator or not (org == "" or org in self.gate.mirror["orgs"]):
+            # A facilitator may file a note under any partner; everyone else writes as themselves.
+            want["org"] = self.me.org_id
+        wrong = {k: v for k, v in want.items() if note.get(k) != v}
+        text = note.get("text")
+        if not isinstance(text, (Text, str)):
+            wrong["text"] = Text("")
+        if wrong:
+
+            def fix() -> None:
+                current = self.notes.get(nid)
+                if isinstance(current, Map):
+                    for k, v in wrong.items():
+                        current[k] = v
+
+            self.d.fixes.append(fix)
+
+    def _note_fields(
+        self, nid: str, fields: dict[str, str], text_edited: bool, vote_keys: set[str]
+    ) -> None:
+        before = self.notes_before[nid]
+        note = self.notes.get(nid)
+        if not isinstance(note, Map):
+            return
+        refused: dict[str, str] = {}  # field -> reason
+        content = set(fields) | ({"text"} if text_edited else set())
+        reason = self._may_change_note(before) if content else None
+        if reason is not None:
+            refused.update(dict.fromkeys(content, reason))
+        else:
+            if not self.facilitator:
+                for f in STAMPED:
+                    if f in fields:
+                        refused[f] = "organization and author are set by the server"
+            if "block" in fields:
+                why = self._may_place_note(note.get("block"))
+                if why is not None:
+                    refused.update(dict.fromkeys(MOVE_FIELDS & (set(fields) | {"block"}), why))
+        for f, why in refused.items():
+            self.d.refuse(
+                nid, why, self._restore_field(nid, f, before, text_edited and f == "text")
+            )
+        kept = content - set(refused)
+        if kept:
+            action = "move" if kept <= MOVE_FIELDS else "edit"
+            self.d.audit.append((action, nid, ",".join(sorted(kept))))
+
+        if vote_keys:
+            bad: str | None = None
+            if not self.writer:
+                bad = "viewers cannot change the canvas"
+            elif not self.facilitator and self._locked(before.get("block")):
+                bad = f"block {before.get('block')} is locked"
+            others = (
+                vote_keys
+                if bad
+                else (
+                    {k for k in vote_keys if k != self.me.user_id}
+                    if not self.facilitator
+                    else set()
+                )
+            )
+            if others:
+                self.d.refuse(
+                    nid,
+                    bad or "you may only change your own vote",
+                    self._restore_votes(nid, before, others),
+                )
+            if vote_keys - others:
+                self.d.audit.append(("vote", nid, ""))
+
+    def _restore_field(
+        self, nid: str, f: str, before: dict[str, Any], in_place: bool
+    ) -> Callable[[], None]:
+        def fix() -> None:
+            note = self.notes.get(nid)
+            if not isinstance(note, Map):
+                return
+            if f not in before:
+                note.pop(f, None)
+                return
+            current = note.get(f)
+            if in_place and isinstance(current, Text) and isinstance(before[f], str):
+                set_text(current, before[f])
+            else:
+                note[f] = _value(before[f], f)
+
+        return fix
+
+    def _restore_votes(
+        self, nid: str, before: dict[str, Any], keys: set[str]
+    ) -> Callable[[], None]:
+        raw = before.get("votes")
+        old: dict[str, Any] = raw if isinstance(raw, dict) else {}
+
+        def fix() -> None:
+            note = self.notes.get(nid)
+            votes = note.get("votes") if isinstance(note, Map) else None
+            if not isinstance(votes, Map):
+                return
+            for k in keys:
+                if k in old:
+                    votes[k] = old[k]
+                else:
+                    votes.pop(k, None)
+
+        return fix
+
+    # -- blocks, orgs, meta -------------------------------------------------------------------
+
+    def _other_root(
+        self, root: str, path: tuple[str | int, ...], keys: dict[str, str] | None
+    ) -> None:
+        if self.facilitator:
+            if root == "blocks" and len(path) == 1 and keys and "locked_by" in keys:
+                block = self.doc.get("blocks", type=Map).get(str(path[0]))
+                locked = isinstance(block, Map) and bool(block.get("locked_by"))
+                self.d.audit.append(("lock" if locked else "unlock", str(path[0]), ""))
+            return
+        reason = (
+            "viewers cannot change the canvas"
+            if not self.writer
+            else f"only facilitators change {root}"
+        )
+        container = self.doc.get(root, type=Map)
+        before = self.gate.mirror[root]
+        if not path:
+            for key in keys or {}:
+                self.d.refuse(key, reason, self._restore_entry(container, key, before))
+            return
+        key = str(path[0])
+        entry_before = before.get(key)
+        if len(path) == 1 and isinstance(entry_before, dict):
+            for f in keys or {}:
+                self.d.refuse(
+                    key, reason, self._restore_entry_field(container, key, f, entry_before)
+                )
+        elif isinstance(entry_before, dict) and len(path) >= 2:
+            self.d.refuse(
+                key, reason, self._restore_entry_field(container, key, str(path[1]), entry_before)
+            )
+        else:
+            self.d.refuse(key, reason, self._restore_entry(container, key, before))
+
+    @staticmethod
+    def _restore_entry(container: Map, key: str, before: dict[str, Any]) -> Callable[[], None]:
+        def fix() -> None:
+            if key in before:
+                container[key] = _value(before[key])
+            else:
+                container.pop(key, None)
+
+        return fix
+
+    @staticmethod
+    def _restore_entry_field(
+        container: Map, key: str, f: str, before: dict[str, Any]
+    ) -> Callable[[], None]:
+        def fix() -> None:
+            entry = container.get(key)
+            if not isinstance(entry, Map):
+                container[key] = _value(before)
+            elif f in before:
+                entry[f] = _value(before[f])
+            else:
+                entry.pop(f, None)
+
+        return fix

@@ -1,0 +1,81 @@
+"""Helpers for the partner tests: a two-partner canvas, invite links, members with tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pycrdt import Map
+
+from tests.support import ServerProcess, YClient
+
+
+@dataclass
+class Member:
+    token: str
+    user_id: str
+    org_id: str
+    role: str
+    name: str
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def partner_canvas(server: ServerProcess, **extra: Any) -> dict[str, Any]:
+    return server.create_canvas(
+        "Partners",
+        "partner-co-creation",
+        orgs=[{"name": "Alpha"}, {"name": "Beta"}],
+        facilitator_name="Fran",
+        **extra,
+    )
+
+
+def make_invite(
+    server: ServerProcess,
+    canvas: dict[str, Any],
+    org_id: str,
+    role: str,
+    expires_in_s: float = 3600,
+    max_uses: int | None = None,
+) -> dict[str, Any]:
+    r = httpx.post(
+        f"{server.http}/api/canvases/{canvas['id']}/invites",
+        json={"org_id": org_id, "role": role, "expires_in_s": expires_in_s, "max_uses": max_uses},
+        headers=auth(canvas["facilitator_token"]),
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def redeem(server: ServerProcess, invite_id: str, name: str) -> httpx.Response:
+    return httpx.post(f"{server.http}/api/invites/{invite_id}/redeem", json={"name": name})
+
+
+def member(server: ServerProcess, canvas: dict[str, Any], org_id: str, role: str, name: str) -> Member:
+    inv = make_invite(server, canvas, org_id, role)
+    r = redeem(server, inv["id"], name)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return Member(body["token"], body["user_id"], body["org_id"], body["role"], body["name"])
+
+
+async def connect(server: ServerProcess, canvas: dict[str, Any], token: str, name: str) -> YClient:
+    return await YClient(server.ws, canvas["id"], token, name).connect()
+
+
+def canvas_json(server: ServerProcess, canvas: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.get(f"{server.http}/api/canvases/{canvas['id']}", headers=auth(canvas["facilitator_token"]))
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def notes_of(client: YClient) -> dict[str, Any]:
+    return client.notes.to_py() or {}
+
+
+def blocks_of(client: YClient) -> Map:
+    return client.doc.get("blocks", type=Map)
