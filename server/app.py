@@ -15,12 +15,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import ws
-from .api import canvases, health
+from .api import canvases, health, partners
 from .auth import Tokens, load_or_create_secret
 from .broker import Broker, open_broker
 from .config import Settings
 from .limits import AddressBuckets, ConnectionLimiter
 from .metrics import Metrics
+from .policy import PolicyGate
 from .rooms import Rooms
 from .store import Store, open_store
 
@@ -38,6 +39,7 @@ class Services:
     tokens: Tokens
     metrics: Metrics = field(default_factory=Metrics)
     addresses: AddressBuckets | None = None
+    connections: AddressBuckets | None = None  # new WebSockets per address
     started_at: float = field(default_factory=time.time)
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store,
             broker,
             idle_seconds=settings.room_idle_seconds,
+            gate_factory=PolicyGate,
             room_options={
                 "awareness_tick_s": settings.awareness_tick_ms / 1000,
                 "compact_updates": settings.compact_updates,
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.addresses = AddressBuckets(
             settings.rate_messages_per_s * 4, settings.rate_burst_s
         )
+        services.connections = AddressBuckets(settings.rate_connections_per_s, 5.0)
         app.state.services = services
         log.info(
             "cocanvas node %s ready: store=%s broker=%s",
@@ -123,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(canvases.router)
     app.include_router(ws.router)
+    app.include_router(partners.router)
+    partners.install_flood_guard(app, settings.rate_connections_per_s)
 
     client = _client_dir(settings)
     if client is not None:
