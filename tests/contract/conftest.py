@@ -111,8 +111,8 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped afterwards: runs never collide."""
+def pg_schema() -> Iterator[str]:
+    """A fresh schema, dropped afterwards: runs (and parallel developers) never collide."""
     import psycopg
 
     problem = _pg_available()
@@ -121,9 +121,16 @@ def pg_url() -> Iterator[str]:
     schema = f"cc_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_BASE_URL else "?"
     try:
-        yield f"{PG_BASE_URL}{sep}options={quote(f'-c search_path={schema}')}"
+        yield schema
     finally:
         with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    """Connections land in the test's schema and carry its name, so a test can find them."""
+    sep = "&" if "?" in PG_BASE_URL else "?"
+    options = quote(f"-c search_path={pg_schema}")
+    return f"{PG_BASE_URL}{sep}options={options}&application_name={pg_schema}"
