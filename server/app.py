@@ -81,7 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(settings.resolved_store_url(), batch_max=settings.store_batch_max)
+        store = open_store(
+            settings.resolved_store_url(),
+            batch_max=settings.store_batch_max,
+            durability=settings.durability,
+        )
         await store.start()
         broker = open_broker(settings.redis_url, settings.node_id)
         await broker.start()

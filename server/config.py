@@ -8,6 +8,7 @@ and broker URLs; nothing else has to change.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
 
     # Group commit: at most this many operations in one transaction.
     store_batch_max: int = 512
+    # "fsync": a commit is on disk before anyone sees the update (survives power loss).
+    # "os": a commit is in the OS page cache (survives kill -9 of the server, not a power cut);
+    # saves the disk's flush latency (~3 ms on the reference VM) on every broadcast.
+    durability: Literal["fsync", "os"] = "fsync"
 
     log_level: str = "info"
     log_json: bool = False

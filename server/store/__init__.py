@@ -7,11 +7,13 @@ from .base import CanvasNotFound, CanvasRecord, Store, StoreError
 __all__ = ["CanvasNotFound", "CanvasRecord", "Store", "StoreError", "open_store"]
 
 
-def open_store(url: str, batch_max: int = 512) -> Store:
+def open_store(url: str, batch_max: int = 512, durability: str = "fsync") -> Store:
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"), batch_max=batch_max)
+        return SQLiteStore(
+            url.removeprefix("sqlite:///"), batch_max=batch_max, fsync=durability == "fsync"
+        )
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 

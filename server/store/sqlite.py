@@ -87,10 +87,10 @@ class _Op:
     atomic: bool
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, fsync: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
@@ -107,9 +107,10 @@ def _resolve(batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, batch_max: int = 512) -> None:
+    def __init__(self, path: str | Path, batch_max: int = 512, fsync: bool = True) -> None:
         self.path = str(path)
         self.batch_max = batch_max
+        self.fsync = fsync
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
@@ -122,7 +123,7 @@ class SQLiteStore(Store):
     async def start(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
-        conn = _connect(self.path)
+        conn = _connect(self.path, self.fsync)
         conn.executescript(SCHEMA)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True
