@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs ../shared/bench scenarios against a fresh CoCanvas node per run (as run-anchors.sh does for
+# the anchors): start, warm up, measure, stop. Usage:
+#   scripts/bench.sh [LABEL] [scenario regex]      env: BENCH=/tmp/bench, PORT=8100, extra COCANVAS_* vars
+# Prints one summary line per run and appends the JSON lines to results/<LABEL>.jsonl.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=${BENCH:-/tmp/bench}
+PORT=${PORT:-8100}
+LABEL=${1:-cocanvas}
+ONLY=${2:-.}
+OUT=${OUT:-$here/results/$LABEL.jsonl}
+mkdir -p "$(dirname "$OUT")"
+if [ ! -d "$BENCH/node_modules" ]; then
+  rm -rf "$BENCH" && cp -r "$here/../shared/bench" "$BENCH" && (cd "$BENCH" && npm ci --no-audit --no-fund >/dev/null)
+fi
+export COCANVAS_SECRET=${COCANVAS_SECRET:-bench-secret-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}
+# the harness runs every client from 127.0.0.1: per-address limits would throttle it
+export COCANVAS_RATE_MESSAGES_PER_S=${COCANVAS_RATE_MESSAGES_PER_S:-100000}
+export COCANVAS_RATE_CONNECTIONS_PER_S=${COCANVAS_RATE_CONNECTIONS_PER_S:-100000}
+export COCANVAS_LOG_LEVEL=${COCANVAS_LOG_LEVEL:-warning}
+
+runs=(
+  "fanout-c20|fanout --clients 20 --writers 5 --rate 20 --duration 10"
+  "fanout-c100|fanout --clients 100 --writers 5 --rate 20 --duration 10"
+  "awareness-c50|awareness --clients 50 --hz 10 --duration 10"
+  "join-n5000-k20-seq|join --notes 5000 --joiners 20"
+  "conns-c1000|conns --clients 1000 --hold-ms 3000"
+)
+for run in "${runs[@]}"; do
+  name=${run%%|*}; args=${run#*|}
+  [[ "$name" =~ $ONLY ]] || continue
+  data=$(mktemp -d)
+  "$here/.venv/bin/cocanvas" serve --port "$PORT" --data-dir "$data" > "$data/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+  common="--provider y-websocket --url ws://127.0.0.1:$PORT/ws --create http://127.0.0.1:$PORT/api/canvases --pid $pid"
+  (cd "$BENCH" && node bench.js fanout $common --clients 10 --writers 2 --rate 10 --duration 3 >/dev/null 2>&1)
+  (cd "$BENCH" && node bench.js $args $common --label "$LABEL/$name" --out "$OUT" 2>/dev/null) | python3 -c "
+import json,sys
+d=json.loads(sys.stdin.read()); l=d.get('latency_ms') or {}
+s=d.get('server',{})
+extra=''
+if 'time_to_all_notes_ms' in json.dumps(d):
+    j=d.get('joiners') or d
+    extra=json.dumps({k:v for k,v in d.items() if k.startswith('time_to') or k in ('bytes_received',)})[:300]
+if 'server_rss_kb_per_conn' in d: extra='KB/conn %s connect %s'%(d['server_rss_kb_per_conn'], d.get('connect'))
+print('$name', 'p50/p95/p99/max', l.get('p50'), l.get('p95'), l.get('p99'), l.get('max'), 'delivered', d.get('delivered_ratio'), 'srvCPU', s.get('cpu_pct_total'), 'harnessCPU', d.get('harness',{}).get('cpu_pct'), extra)
+" || echo "$name: no result"
+  kill "$pid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; kill -9 "$pid" 2>/dev/null
+  rm -rf "$data"
+done
