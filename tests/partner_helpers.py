@@ -55,7 +55,9 @@ def redeem(server: ServerProcess, invite_id: str, name: str) -> httpx.Response:
     return httpx.post(f"{server.http}/api/invites/{invite_id}/redeem", json={"name": name})
 
 
-def member(server: ServerProcess, canvas: dict[str, Any], org_id: str, role: str, name: str) -> Member:
+def member(
+    server: ServerProcess, canvas: dict[str, Any], org_id: str, role: str, name: str
+) -> Member:
     inv = make_invite(server, canvas, org_id, role)
     r = redeem(server, inv["id"], name)
     assert r.status_code == 200, r.text
@@ -68,7 +70,9 @@ async def connect(server: ServerProcess, canvas: dict[str, Any], token: str, nam
 
 
 def canvas_json(server: ServerProcess, canvas: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.get(f"{server.http}/api/canvases/{canvas['id']}", headers=auth(canvas["facilitator_token"]))
+    r = httpx.get(
+        f"{server.http}/api/canvases/{canvas['id']}", headers=auth(canvas["facilitator_token"])
+    )
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -79,3 +83,11 @@ def notes_of(client: YClient) -> dict[str, Any]:
 
 def blocks_of(client: YClient) -> Map:
     return client.doc.get("blocks", type=Map)
+
+
+def api(
+    server: ServerProcess, method: str, path: str, token: str | None = None, json: Any = None
+) -> httpx.Response:
+    """One HTTP call (blocking; the server is another process, so the loop is not starved)."""
+    headers = auth(token) if token else {}
+    return httpx.request(method, server.http + path, headers=headers, json=json)
