@@ -290,7 +290,7 @@ export class Board {
           'div',
           { class: 'remote-cursor', style: `left:${x}px;top:${y}px;--c:${color};--c-text:${textColorOn(color)}`, 'data-user': p.state.user.id },
           h('span', { class: 'remote-cursor-arrow' }),
-          h('span', { class: 'remote-cursor-label' }, personLabel(p.state.user)),
+          h('span', { class: 'remote-cursor-label' }, personLabel(p.state.user, this.orgs)),
         ),
       )
     }

@@ -271,7 +271,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const onAwareness = (): void => this.renderPresence()
     awareness.on('change', onAwareness)
     const ticker = setInterval(() => {
-      for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u)} left`)
+      for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u, allOrgs(this.cdoc))} left`)
     }, 1000)
     const onResize = (): void => this.board.renderCursors()
     window.addEventListener('resize', onResize)
@@ -466,21 +466,22 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const awareness = this.provider.awareness
     const peers = peersFrom(awareness.getStates(), this.cdoc.doc.clientID)
     const people = peopleHere(peers)
+    const orgs = allOrgs(this.cdoc)
     this.peopleEl.replaceChildren(
       ...people.map((p) =>
         h(
           'li',
           { 'data-user-id': p.user.id, style: `--c:${p.user.color || NEUTRAL_COLOR}` },
           h('span', { class: 'dot', 'aria-hidden': 'true' }),
-          personLabel(p.user),
+          personLabel(p.user, orgs),
           p.self ? h('span', { class: 'muted' }, ' (you)') : null,
         ),
       ),
     )
     this.board.setPeers(peers, editorsByNote(peers))
     const change = this.tracker.update(people, Date.now())
-    for (const u of change.joined) this.announcer.presence(`${personLabel(u)} joined`)
-    for (const u of change.left) this.announcer.presence(`${personLabel(u)} left`)
+    for (const u of change.joined) this.announcer.presence(`${personLabel(u, orgs)} joined`)
+    for (const u of change.left) this.announcer.presence(`${personLabel(u, orgs)} left`)
   }
 
   private updateConn(patch: Partial<ConnectionState>): void {

@@ -112,8 +112,13 @@ export function editorsByNote(peers: readonly Peer[]): Map<string, PresenceUser[
   return out
 }
 
-export function personLabel(u: PresenceUser): string {
-  return u.orgName ? `${u.name} (${u.orgName})` : u.name
+/**
+ * "Name (Organization)". The org name is looked up in this page's own doc when possible:
+ * a peer may announce itself before its first sync, when it knows only its org id.
+ */
+export function personLabel(u: PresenceUser, orgs?: ReadonlyMap<string, { name: string }>): string {
+  const org = (u.org && orgs?.get(u.org)?.name) || u.orgName
+  return org ? `${u.name} (${org})` : u.name
 }
 
 export interface PresenceChange {

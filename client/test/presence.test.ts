@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { PresenceTracker, editorsByNote, parseState, peersFrom, peopleHere, type Person } from '../src/presence'
+import { PresenceTracker, editorsByNote, parseState, peersFrom, peopleHere, personLabel, type Person } from '../src/presence'
 
 const alice = { user: { id: 'u1', name: 'Alice', org: 'acme', orgName: 'Acme', color: '#2f6fdb', role: 'editor' }, cursor: null, editing: null }
 const bob = { user: { id: 'u2', name: 'Bob', org: 'beta', orgName: 'Beta', color: '#d9480f', role: 'editor' }, cursor: { block: 'pains', x: 0.5, y: 2 }, editing: 'n1' }
@@ -66,5 +66,14 @@ describe('PresenceTracker', () => {
     expect(t.tick(20_000).left).toEqual([])
     t.setConnected(true, 21_000)
     expect(t.update(people('me', 'ann', 'bo'), 21_100).joined).toEqual([])
+  })
+})
+
+describe('personLabel', () => {
+  it('prefers the org name from the local doc over what the peer announced', () => {
+    const u = { id: 'u', name: 'Bob', org: 'beta', orgName: 'beta', color: '', role: 'editor' }
+    expect(personLabel(u, new Map([['beta', { name: 'Beta Labs' }]]))).toBe('Bob (Beta Labs)')
+    expect(personLabel(u)).toBe('Bob (beta)')
+    expect(personLabel({ ...u, org: '', orgName: '' })).toBe('Bob')
   })
 })
