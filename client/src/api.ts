@@ -128,6 +128,8 @@ export const api = {
     request<Invite[]>('GET', `/api/canvases/${enc(canvasId)}/invites`, undefined, token),
   revokeInvite: (canvasId: string, token: string, inviteId: string) =>
     request<unknown>('DELETE', `/api/canvases/${enc(canvasId)}/invites/${enc(inviteId)}`, undefined, token),
+  addOrg: (canvasId: string, token: string, name: string) =>
+    request<OrgInfo>('POST', `/api/canvases/${enc(canvasId)}/orgs`, { name }, token),
   redeemInvite: (inviteId: string, name: string) =>
     request<Redeemed>('POST', `/api/invites/${enc(inviteId)}/redeem`, { name }),
 }

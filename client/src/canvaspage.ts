@@ -210,9 +210,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
       shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
     })
     // y-websocket only logs auth messages; the user must learn that an edit was refused.
+    // (The server already sent compensating changes, so the doc is consistent again.)
     this.provider.messageHandlers[2] = (_enc, decoder) => {
       authProtocol.readAuthMessage(decoder, doc, (_d, reason) => {
-        toast(`Your change was not accepted: ${reason || 'permission denied'}. Reload to see the saved canvas.`, 'error')
+        toast(`Your change was not accepted: ${reason || 'permission denied'}`, 'error', 10000)
       })
     }
     doc.on('update', (_u: Uint8Array, origin: unknown) => {
@@ -318,9 +319,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
   canAddTo(block: BlockInfo): boolean {
     if (!canEdit(this.me)) return false
     if (this.isFacilitator()) return true
-    if (block.lockedBy) return false
-    // A partner's value map belongs to that partner.
-    return block.org === '' || block.org === this.me.org
+    // Same rules as the server's policy: editors add anywhere except into locked blocks.
+    return !block.lockedBy
   }
 
   canEditNote(note: NoteInfo, block: BlockInfo | undefined): boolean {

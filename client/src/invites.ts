@@ -74,12 +74,35 @@ export class InvitePanel {
       void this.create(this.orgSelect.value, roleSelect.value as Role, Number(expiry.value), max)
     })
     this.list = h('ul', { class: 'invite-list', 'aria-label': 'Invite links' })
+    // A partner joining late gets its own org (and, on a partner canvas, its own value map).
+    const orgName = h('input', { id: 'add-org-name', name: 'org_name', maxlength: 80, autocomplete: 'off' })
+    const orgForm = h(
+      'form',
+      { class: 'add-org-form' },
+      h('label', { for: 'add-org-name' }, 'Add an organization'),
+      h('div', { class: 'row' }, orgName, h('button', { type: 'submit', class: 'btn' }, 'Add')),
+    )
+    orgForm.addEventListener('submit', (e) => {
+      e.preventDefault()
+      const name = orgName.value.trim()
+      if (!name) return
+      void (async () => {
+        try {
+          const org = await api.addOrg(this.canvasId, this.token, name)
+          orgName.value = ''
+          toast(`${org.name} added`)
+        } catch (err) {
+          toast(`Could not add the organization: ${err instanceof ApiError ? err.detail : String(err)}`, 'error')
+        }
+      })()
+    })
     this.el = h(
       'section',
       { class: 'panel-side invites', 'aria-labelledby': 'invites-heading' },
       h('h2', { id: 'invites-heading' }, 'Invite links'),
       form,
       this.list,
+      orgForm,
     )
     void this.refresh()
   }
