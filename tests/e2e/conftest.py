@@ -37,7 +37,12 @@ SECRET = os.environ.get("COCANVAS_SECRET", "test-secret-" + "x" * 32)
 
 
 def _newest_source_mtime() -> float:
-    paths = [CLIENT / "index.html", CLIENT / "package.json", CLIENT / "package-lock.json", CLIENT / "vite.config.ts"]
+    paths = [
+        CLIENT / "index.html",
+        CLIENT / "package.json",
+        CLIENT / "package-lock.json",
+        CLIENT / "vite.config.ts",
+    ]
     paths += [p for p in (CLIENT / "src").rglob("*") if p.is_file()]
     return max(p.stat().st_mtime for p in paths if p.exists())
 
@@ -47,7 +52,10 @@ def _build_client() -> None:
     require(npm is not None, "npm is not installed: cannot build client/dist for the browser tests")
     assert npm is not None
     lock_marker = CLIENT / "node_modules" / ".package-lock.json"
-    if not lock_marker.exists() or lock_marker.stat().st_mtime < (CLIENT / "package-lock.json").stat().st_mtime:
+    if (
+        not lock_marker.exists()
+        or lock_marker.stat().st_mtime < (CLIENT / "package-lock.json").stat().st_mtime
+    ):
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=CLIENT, check=True)
     subprocess.run([npm, "run", "build"], cwd=CLIENT, check=True)
 
@@ -75,7 +83,9 @@ def _chromium_path() -> str | None:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     path = _chromium_path()
-    require(path is not None, "Chromium not found (apt-get install chromium) — browser tests skipped")
+    require(
+        path is not None, "Chromium not found (apt-get install chromium) — browser tests skipped"
+    )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - the test extra installs it
@@ -93,7 +103,9 @@ def browser() -> Iterator[Any]:
 def web(tmp_path_factory: pytest.TempPathFactory, client_dist: Path) -> Iterator[ServerProcess]:
     """One server for the whole browser suite: each test makes its own canvases."""
     data = tmp_path_factory.mktemp("e2e") / "data"
-    proc = ServerProcess(data, env={"COCANVAS_CLIENT_DIR": str(client_dist), "COCANVAS_SECRET": SECRET}).start()
+    proc = ServerProcess(
+        data, env={"COCANVAS_CLIENT_DIR": str(client_dist), "COCANVAS_SECRET": SECRET}
+    ).start()
     try:
         yield proc
     finally:
@@ -123,8 +135,21 @@ class Canvas:
     def token(self, name: str, org: str, role: str = "editor") -> str:
         """An operator-issued token (``cocanvas token``), the same kind an invite redeem yields."""
         out = subprocess.run(
-            [sys.executable, "-m", "server.cli", "token", self.id, "--role", role, "--name", name,
-             "--org", self.org_id(org) if org else "", "--data-dir", str(self.server.data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "token",
+                self.id,
+                "--role",
+                role,
+                "--name",
+                name,
+                "--org",
+                self.org_id(org) if org else "",
+                "--data-dir",
+                str(self.server.data_dir),
+            ],
             cwd=ROOT,
             env={**os.environ, "COCANVAS_SECRET": SECRET},
             check=True,
@@ -136,10 +161,19 @@ class Canvas:
 
 @pytest.fixture
 def make_canvas(web: ServerProcess) -> Any:
-    def make(template: str = "business-model", orgs: tuple[str, ...] = ("Acme Corp", "Beta Labs"), title: str = "Workshop") -> Canvas:
+    def make(
+        template: str = "business-model",
+        orgs: tuple[str, ...] = ("Acme Corp", "Beta Labs"),
+        title: str = "Workshop",
+    ) -> Canvas:
         r = httpx.post(
             web.http + "/api/canvases",
-            json={"title": title, "template": template, "orgs": [{"name": n} for n in orgs], "facilitator_name": "Fay Cilitator"},
+            json={
+                "title": title,
+                "template": template,
+                "orgs": [{"name": n} for n in orgs],
+                "facilitator_name": "Fay Cilitator",
+            },
         )
         assert r.status_code == 201, r.text
         return Canvas(web, r.json())
@@ -152,12 +186,20 @@ def open_page(browser: Any, web: ServerProcess) -> Iterator[Any]:
     """Opens a canvas in a fresh browser context (its own localStorage), logged in with `token`."""
     contexts: list[Any] = []
 
-    def open_(canvas: Canvas | None, token: str | None, path: str | None = None, width: int = 1600, height: int = 1000) -> Any:
+    def open_(
+        canvas: Canvas | None,
+        token: str | None,
+        path: str | None = None,
+        width: int = 1600,
+        height: int = 1000,
+    ) -> Any:
         ctx = browser.new_context(viewport={"width": width, "height": height})
         ctx.set_default_timeout(10_000)
         contexts.append(ctx)
         if canvas is not None and token is not None:
-            ctx.add_init_script(f"window.localStorage.setItem('cocanvas:token:{canvas.id}', {token!r})")
+            ctx.add_init_script(
+                f"window.localStorage.setItem('cocanvas:token:{canvas.id}', {token!r})"
+            )
         page = ctx.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

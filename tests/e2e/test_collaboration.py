@@ -13,7 +13,9 @@ from .ui import PENDING, add_note, block, box, note, note_text, status_text, wai
 pytestmark = pytest.mark.e2e
 
 
-def test_note_added_edited_moved_and_deleted_in_one_browser_appears_in_the_other(make_canvas, open_page):
+def test_note_added_edited_moved_and_deleted_in_one_browser_appears_in_the_other(
+    make_canvas, open_page
+):
     canvas = make_canvas("business-model")
     alice = open_page(canvas, canvas.token("Alice Smith", "Acme Corp"))
     bob = open_page(canvas, canvas.token("Bob Jones", "Beta Labs"))
@@ -26,7 +28,9 @@ def test_note_added_edited_moved_and_deleted_in_one_browser_appears_in_the_other
     expect(note_text(bob, nid)).to_have_value("Local suppliers")
     # Organization shown as text on the note, not by colour alone; the accessible name says it all.
     expect(seen.locator(".note-badge")).to_have_text("AC")
-    expect(seen).to_have_attribute("aria-label", "Note in Key Partners: Local suppliers. by Alice Smith, Acme Corp")
+    expect(seen).to_have_attribute(
+        "aria-label", "Note in Key Partners: Local suppliers. by Alice Smith, Acme Corp"
+    )
 
     # Edit: Alice clicks into the note and appends text.
     note(alice, nid).click()

@@ -22,7 +22,9 @@ def test_facilitator_creates_a_canvas_invites_a_partner_and_revokes_the_link(web
     expect(fay).to_have_url(re.compile(r"/c/[^/]+$"))
     canvas_id = fay.url.rsplit("/", 1)[1]
     wait_connected(fay)
-    expect(fay.locator(".panel-value-map .panel-title")).to_have_text(["CT Value Map — City Transit", "BS Value Map — Bike Share Co"])
+    expect(fay.locator(".panel-value-map .panel-title")).to_have_text(
+        ["CT Value Map — City Transit", "BS Value Map — Bike Share Co"]
+    )
 
     # Invite someone from Bike Share Co as an editor.
     fay.get_by_label("Organization", exact=True).select_option(label="Bike Share Co")

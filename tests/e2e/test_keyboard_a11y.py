@@ -57,7 +57,9 @@ def test_create_edit_move_and_delete_a_note_without_the_mouse(make_canvas, open_
     kb.press("Enter")
     expect(block(bob, "customer-segments").locator(f'[data-note-id="{nid}"]')).to_be_visible()
     expect(note(alice, nid)).to_be_focused()
-    expect(note(alice, nid)).to_have_attribute("aria-label", "Note in Customer Segments: Keyboard idea!. by Alice Smith, Acme Corp")
+    expect(note(alice, nid)).to_have_attribute(
+        "aria-label", "Note in Customer Segments: Keyboard idea!. by Alice Smith, Acme Corp"
+    )
 
     # Delete asks first; Escape cancels, then Tab to the confirm button and Enter deletes.
     kb.press("Delete")

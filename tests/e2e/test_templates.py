@@ -11,19 +11,47 @@ pytestmark = pytest.mark.e2e
 
 NOTES = {
     "business-model": {
-        "Acme Corp": ["key-partners", "key-activities", "value-propositions", "channels", "cost-structure"],
-        "Beta Labs": ["key-resources", "customer-relationships", "customer-segments", "revenue-streams", "value-propositions"],
+        "Acme Corp": [
+            "key-partners",
+            "key-activities",
+            "value-propositions",
+            "channels",
+            "cost-structure",
+        ],
+        "Beta Labs": [
+            "key-resources",
+            "customer-relationships",
+            "customer-segments",
+            "revenue-streams",
+            "value-propositions",
+        ],
     },
     "value-proposition": {
         "Acme Corp": ["products-services", "pain-relievers", "customer-jobs"],
         "Beta Labs": ["gain-creators", "pains", "gains"],
     },
     "partner-co-creation": {
-        "Acme Corp": ["acme-corp:products-services", "acme-corp:gain-creators", "customer-jobs", "pains"],
-        "Beta Labs": ["beta-labs:products-services", "beta-labs:pain-relievers", "gains", "customer-jobs"],
+        "Acme Corp": [
+            "acme-corp:products-services",
+            "acme-corp:gain-creators",
+            "customer-jobs",
+            "pains",
+        ],
+        "Beta Labs": [
+            "beta-labs:products-services",
+            "beta-labs:pain-relievers",
+            "gains",
+            "customer-jobs",
+        ],
     },
 }
-IDEAS = ["Shared logistics hub", "Onboarding in one day", "Open data API", "Co-branded pilot", "Fewer handovers"]
+IDEAS = [
+    "Shared logistics hub",
+    "Onboarding in one day",
+    "Open data API",
+    "Co-branded pilot",
+    "Fewer handovers",
+]
 
 
 def left_of(a: dict[str, float], b: dict[str, float]) -> bool:
@@ -55,19 +83,35 @@ def test_template_layout_and_screenshot(template, make_canvas, open_page, screen
     expect(alice.locator('.note[data-org="acme-corp"] .note-badge').first).to_have_text("AC")
     expect(alice.locator('.note[data-org="beta-labs"] .note-badge').first).to_have_text("BL")
 
-    b = {bid: box(block(alice, bid)) for bid in alice.eval_on_selector_all("section.block", "els => els.map(e => e.dataset.blockId)")}
+    b = {
+        bid: box(block(alice, bid))
+        for bid in alice.eval_on_selector_all(
+            "section.block", "els => els.map(e => e.dataset.blockId)"
+        )
+    }
     if template == "business-model":
-        assert left_of(b["key-partners"], b["key-activities"]) and left_of(b["key-activities"], b["value-propositions"])
-        assert left_of(b["value-propositions"], b["customer-relationships"]) and left_of(b["customer-relationships"], b["customer-segments"])
-        assert above(b["key-activities"], b["key-resources"]) and above(b["customer-relationships"], b["channels"])
+        assert left_of(b["key-partners"], b["key-activities"]) and left_of(
+            b["key-activities"], b["value-propositions"]
+        )
+        assert left_of(b["value-propositions"], b["customer-relationships"]) and left_of(
+            b["customer-relationships"], b["customer-segments"]
+        )
+        assert above(b["key-activities"], b["key-resources"]) and above(
+            b["customer-relationships"], b["channels"]
+        )
         # Key Partners, Value Propositions and Customer Segments are full height.
+        stacked = b["key-activities"]["height"] + b["key-resources"]["height"]
         for tall in ("key-partners", "value-propositions", "customer-segments"):
-            assert abs(b[tall]["height"] - (b["key-activities"]["height"] + b["key-resources"]["height"])) < 4
-        assert above(b["key-partners"], b["cost-structure"]) and left_of(b["cost-structure"], b["revenue-streams"])
+            assert abs(b[tall]["height"] - stacked) < 4, tall
+        assert above(b["key-partners"], b["cost-structure"]) and left_of(
+            b["cost-structure"], b["revenue-streams"]
+        )
         assert abs(b["cost-structure"]["width"] - b["revenue-streams"]["width"]) < 4
     else:
         profile = box(alice.locator(".shape-circle"))
-        radius = alice.locator(".shape-circle").evaluate("el => getComputedStyle(el).borderTopLeftRadius")
+        radius = alice.locator(".shape-circle").evaluate(
+            "el => getComputedStyle(el).borderTopLeftRadius"
+        )
         assert radius == "50%", radius
         squares = alice.locator(".panel-value-map .shape-square")
         expected_maps = 1 if template == "value-proposition" else 2
@@ -77,8 +121,12 @@ def test_template_layout_and_screenshot(template, make_canvas, open_page, screen
             assert abs(sq["width"] - sq["height"]) < 3, "value map must be a square"
             assert left_of(sq, profile), "value maps stand left of the customer profile"
         if expected_maps == 2:
-            assert left_of(boxes[0], boxes[1]) and abs(boxes[0]["y"] - boxes[1]["y"]) < 3, "partner maps side by side"
-            expect(alice.locator(".panel-value-map .panel-title")).to_have_text(["AC Value Map — Acme Corp", "BL Value Map — Beta Labs"])
+            assert left_of(boxes[0], boxes[1]) and abs(boxes[0]["y"] - boxes[1]["y"]) < 3, (
+                "partner maps side by side"
+            )
+            expect(alice.locator(".panel-value-map .panel-title")).to_have_text(
+                ["AC Value Map — Acme Corp", "BL Value Map — Beta Labs"]
+            )
         pre = "acme-corp:" if template == "partner-co-creation" else ""
         assert left_of(b[f"{pre}products-services"], b[f"{pre}gain-creators"])
         assert above(b[f"{pre}gain-creators"], b[f"{pre}pain-relievers"])
