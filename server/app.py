@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -55,12 +55,12 @@ class Services:
         invite = await self.store.get_invite(invite_id)
         return invite is None or invite.revoked
 
-    def limiter_for(self, websocket: WebSocket) -> ConnectionLimiter:
+    def limiter_for(self, address: str | None) -> ConnectionLimiter:
         s = self.settings
-        address = None
-        if self.addresses is not None and websocket.client is not None:
-            address = self.addresses.get(websocket.client.host)
-        return ConnectionLimiter(s.rate_messages_per_s, s.rate_bytes_per_s, s.rate_burst_s, address)
+        bucket = None
+        if self.addresses is not None and address is not None:
+            bucket = self.addresses.get(address)
+        return ConnectionLimiter(s.rate_messages_per_s, s.rate_bytes_per_s, s.rate_burst_s, bucket)
 
 
 def _client_dir(settings: Settings) -> Path | None:
@@ -73,6 +73,20 @@ def _client_dir(settings: Settings) -> Path | None:
         if c is not None and (c / "index.html").exists():
             return c
     return None
+
+
+class CoCanvasAPI(FastAPI):
+    """FastAPI, except that canvas WebSockets go straight to their handler.
+
+    Routing and middleware would wrap every send of every fan-out; the WebSocket endpoint does its
+    own authentication, so it needs none of them.
+    """
+
+    async def __call__(self, scope: ws.Scope, receive: ws.Receive, send: ws.Send) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(ws.PATH_PREFIX):
+            await ws.handle(self.state.services, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -122,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.close()
             log.info("cocanvas node %s stopped", broker.node_id)
 
-    app = FastAPI(
+    app = CoCanvasAPI(
         title="CoCanvas",
         version="0.1.0",
         description="Real-time collaborative canvases for multi-partner workshops.",
@@ -130,7 +144,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(canvases.router)
-    app.include_router(ws.router)
     app.include_router(partners.router)
     partners.install_flood_guard(app, settings.rate_connections_per_s)
 

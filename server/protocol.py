@@ -125,7 +125,7 @@ def decode(frame: bytes) -> Message:
         payload, pos = read_varbytes(frame, pos)
         kind = Kind.AWARENESS
     elif mtype == MSG_QUERY_AWARENESS:
-        return Message(Kind.QUERY_AWARENESS, b"")
+        payload, kind = b"", Kind.QUERY_AWARENESS
     elif mtype == MSG_AUTH:
         # Clients have nothing to say on the auth channel; accept and ignore its content.
         return Message(Kind.AUTH, bytes(frame[pos:]))

@@ -1,8 +1,15 @@
 """The WebSocket endpoint ``/ws/{canvas_id}``: authenticate, join the room, pump frames.
 
-Nothing of a canvas is sent before the token is verified. The read loop handles one frame at a
-time per connection, so a fast writer waits for its own updates to be durable (natural
-backpressure) while other connections' updates share the same group commit.
+This is the hot path, so it is a plain ASGI handler that the app calls before FastAPI's routing and
+middleware (each of which would otherwise wrap every single send). Nothing of a canvas is sent
+before the token is verified. The read loop handles one frame at a time per connection, so a fast
+writer waits for its own updates to be durable (natural backpressure) while other connections'
+updates share the same group commit.
+
+Sending never spawns a task: uvicorn's sans-I/O WebSocket protocol completes an ASGI send without
+suspending, so :class:`WebSocketSession` drives the send coroutine to completion on the spot and a
+fan-out to 100 sessions is 100 buffered writes. If a server's send ever does suspend, the session
+falls back to one writer task that drains a queue in order.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ import asyncio
 import collections
 import logging
 import time
-from typing import TYPE_CHECKING
-
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from . import closecodes
 from .auth import TokenError
 from .closecodes import CloseSession
+from .limits import ConnectionLimiter
+from .room import Room
 from .session import Identity, Session
 from .store.base import CanvasNotFound
 
@@ -27,22 +35,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cocanvas.ws")
 
-router = APIRouter()
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PATH_PREFIX = "/ws/"
 
 
 class WebSocketSession(Session):
-    """A Session over an ASGI WebSocket, with one writer task draining a frame queue."""
+    """A Session over a raw ASGI WebSocket."""
 
-    def __init__(self, websocket: WebSocket, identity: Identity, max_queue_bytes: int) -> None:
+    def __init__(self, send: Send, identity: Identity, max_backlog_bytes: int) -> None:
         super().__init__(identity)
-        self._ws = websocket
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._queued_bytes = 0
-        self._max_queue_bytes = max_queue_bytes
-        self._wake = asyncio.Event()
+        self._send = send
+        self._max_backlog = max_backlog_bytes
+        # The transport behind uvicorn's protocol, when reachable, tells how far the peer lags.
+        protocol = getattr(send, "__self__", None)
+        self._transport = getattr(protocol, "transport", None)
+        self._queue: collections.deque[Message] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
         self._close: tuple[int, str] | None = None
         self._done = False
-        self.writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     @property
     def closed(self) -> bool:
@@ -51,100 +65,132 @@ class WebSocketSession(Session):
     def send(self, frame: bytes) -> None:
         if self._close is not None or self._done:
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        if self._queued_bytes > self._max_queue_bytes:
-            self._queue.clear()
-            self._queued_bytes = 0
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > self._max_backlog:
             self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
-        self._wake.set()
+            return
+        self._emit({"type": "websocket.send", "bytes": frame})
 
     def close(self, code: int, reason: str) -> None:
-        if self._close is None and not self._done:
-            self._close = (code, reason[:120])
-            self._wake.set()
+        if self._close is not None or self._done:
+            return
+        self._close = (code, reason[:120])
+        self._emit({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
-    async def _write_loop(self) -> None:
-        ws = self._ws
-        queue = self._queue
+    def _emit(self, message: Message) -> None:
+        if self._writer is not None:
+            self._queue.append(message)
+            return
+        coro: Coroutine[Any, Any, None] = self._send(message)  # type: ignore[assignment]
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    frame = queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    await ws.send({"type": "websocket.send", "bytes": frame})
-                if self._close is not None:
-                    code, reason = self._close
-                    await ws.close(code, reason)
-                    return
+            blocked_on = coro.send(None)
+        except StopIteration:
+            return
         except Exception:
-            # The peer went away mid-send; the read loop notices the disconnect.
-            pass
-        finally:
+            self._done = True  # the peer is gone; the read loop sees the disconnect
+            return
+        # It suspended: let one task finish it, and queue everything after it, in order.
+        self._writer = asyncio.get_running_loop().create_task(self._drain(coro, blocked_on))
+
+    async def _drain(self, first: Coroutine[Any, Any, None], blocked_on: Any) -> None:
+        try:
+            await _resume(first, blocked_on)
+            while self._queue:
+                await self._send(self._queue.popleft())
+        except Exception:
             self._done = True
+        finally:
+            self._writer = None
 
     async def finish(self) -> None:
-        """Stop the writer once the connection is over."""
-        if not self.writer.done():
-            self.close(closecodes.NORMAL, "")
+        if self._writer is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self.writer), 1.0)
+                await asyncio.wait_for(asyncio.shield(self._writer), 1.0)
             except (TimeoutError, Exception):
-                self.writer.cancel()
+                self._writer.cancel()
+        self._done = True
 
 
-def _token_from(websocket: WebSocket) -> tuple[str | None, str | None]:
+async def _resume(coro: Coroutine[Any, Any, None], blocked_on: Any) -> None:
+    """Finish, inside a task, a coroutine that was started by hand and then suspended.
+
+    A suspended asyncio coroutine yields the future it waits for (or None to be rescheduled);
+    wait for that, then step it again, exactly as a Task would.
+    """
+    while True:
+        if asyncio.isfuture(blocked_on):
+            await asyncio.wait((blocked_on,))
+        else:
+            await asyncio.sleep(0)
+        try:
+            blocked_on = coro.send(None)
+        except StopIteration:
+            return
+
+
+def _token_from(scope: Scope) -> tuple[str | None, str | None]:
     """Token from ``?token=`` or the ``Sec-WebSocket-Protocol`` header (``token.<jwt>``)."""
-    token = websocket.query_params.get("token")
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    token = (query.get("token") or [None])[0]
     if token:
         return token, None
-    for proto in websocket.scope.get("subprotocols", []):
+    for proto in scope.get("subprotocols", []):
         if proto.startswith("token."):
             return proto[len("token.") :], proto
     return None, None
 
 
-async def _refuse(websocket: WebSocket, code: int, reason: str, subprotocol: str | None = None) -> None:
-    await websocket.accept(subprotocol=subprotocol)
-    await websocket.close(code, reason)
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
-@router.websocket("/ws/{canvas_id}")
-async def canvas_socket(websocket: WebSocket, canvas_id: str) -> None:
-    services: Services = websocket.app.state.services
-    settings = services.settings
+async def _refuse(send: Send, code: int, reason: str, subprotocol: str | None = None) -> None:
+    """Accept and close at once: browsers only see close codes on an accepted socket."""
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
 
-    if not services.origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
-        await _refuse(websocket, closecodes.FORBIDDEN, "origin not allowed")
+
+async def handle(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI handler for ``/ws/{canvas_id}``."""
+    canvas_id = scope["path"][len(PATH_PREFIX) :]
+    if (await receive())["type"] != "websocket.connect":
         return
-    token, subprotocol = _token_from(websocket)
+    settings = services.settings
+    address = scope["client"][0] if scope.get("client") else None
+    token, subprotocol = _token_from(scope)
+    if not canvas_id or "/" in canvas_id:
+        await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
+        return
+    if not services.origin_allowed(_header(scope, b"origin"), _header(scope, b"host")):
+        await _refuse(send, closecodes.FORBIDDEN, "origin not allowed", subprotocol)
+        return
     connections = services.connections
-    if connections is not None and websocket.client is not None:
-        if not connections.get(websocket.client.host).take():
-            await _refuse(websocket, closecodes.RATE_LIMITED, "too many new connections", subprotocol)
-            return
+    if connections is not None and address is not None and not connections.get(address).take():
+        await _refuse(send, closecodes.RATE_LIMITED, "too many new connections", subprotocol)
+        return
     try:
         identity, _ = services.tokens.verify(token, canvas_id)
     except TokenError as exc:
-        await _refuse(websocket, exc.code, exc.message, subprotocol)
+        await _refuse(send, exc.code, exc.message, subprotocol)
         return
     if identity.invite_id is not None and await services.invite_revoked(identity.invite_id):
-        await _refuse(websocket, closecodes.REVOKED, "invite link revoked", subprotocol)
+        await _refuse(send, closecodes.REVOKED, "invite link revoked", subprotocol)
         return
     try:
         room = await services.rooms.acquire(canvas_id)
     except CanvasNotFound:
-        await _refuse(websocket, closecodes.NOT_FOUND, "canvas not found", subprotocol)
+        await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
         return
     try:
         if len(room.sessions) >= settings.max_connections_per_canvas:
-            await _refuse(websocket, closecodes.TOO_MANY_CONNECTIONS, "canvas is full", subprotocol)
+            await _refuse(send, closecodes.TOO_MANY_CONNECTIONS, "canvas is full", subprotocol)
             return
-        await websocket.accept(subprotocol=subprotocol)
-        session = WebSocketSession(websocket, identity, settings.send_queue_max_bytes)
-        limiter = services.limiter_for(websocket)
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        session = WebSocketSession(send, identity, settings.send_queue_max_bytes)
+        limiter = services.limiter_for(address)
         services.metrics.sessions.inc()
         # A token (and so the invite link it came from) that lapses closes its socket too.
         lapse = asyncio.get_running_loop().call_later(
@@ -155,7 +201,7 @@ async def canvas_socket(websocket: WebSocket, canvas_id: str) -> None:
         )
         await room.join(session)
         try:
-            await _read_loop(websocket, session, room, limiter, settings.max_message_bytes, services)
+            await _read_loop(receive, session, room, limiter, settings.max_message_bytes, services)
         finally:
             lapse.cancel()
             room.leave(session)
@@ -165,8 +211,14 @@ async def canvas_socket(websocket: WebSocket, canvas_id: str) -> None:
         services.rooms.release(room)
 
 
-async def _read_loop(websocket, session, room, limiter, max_bytes, services) -> None:  # type: ignore[no-untyped-def]
-    receive = websocket.receive
+async def _read_loop(
+    receive: Receive,
+    session: WebSocketSession,
+    room: Room,
+    limiter: ConnectionLimiter | None,
+    max_bytes: int,
+    services: Services,
+) -> None:
     frames = services.metrics.frames
     try:
         while not session.closed:
@@ -189,12 +241,6 @@ async def _read_loop(websocket, session, room, limiter, max_bytes, services) -> 
     except CloseSession as exc:
         log.info("closing session %s on %s: %s %s", session.id, room.canvas_id, exc.code, exc.reason)
         session.close(exc.code, exc.reason)
-    except RuntimeError:
-        # Starlette raises RuntimeError when receiving on a socket that already closed.
-        return
     except Exception:
         log.exception("unexpected error on %s", room.canvas_id)
         session.close(closecodes.INTERNAL_ERROR, "internal error")
-    finally:
-        if websocket.application_state == WebSocketState.CONNECTED and not session.closed:
-            session.close(closecodes.NORMAL, "")

@@ -139,6 +139,7 @@ class YClient:
         self.awareness: dict[int, tuple[int, Any]] = {}
         self.awareness_events: list[tuple[int, Any]] = []
         self.frames_received: list[bytes] = []
+        self.sent_frames: list[bytes] = []
         self._remote = False
         self._reader: asyncio.Task[None] | None = None
         self._sub = self.doc.observe(self._on_local)
@@ -152,6 +153,7 @@ class YClient:
         if self._remote or self.ws is None:
             return
         frame = protocol.sync_update(event.update)
+        self.sent_frames.append(frame)
         asyncio.get_running_loop().create_task(self._safe_send(frame))
 
     async def _safe_send(self, frame: bytes) -> None:

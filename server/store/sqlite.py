@@ -71,11 +71,11 @@ CREATE TABLE IF NOT EXISTS invites (
   revoked INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS invites_by_canvas ON invites(canvas_id);
 CREATE TABLE IF NOT EXISTS participants (
-  user_id TEXT PRIMARY KEY,
   canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL,
   name TEXT NOT NULL, org_id TEXT NOT NULL, role TEXT NOT NULL, invite_id TEXT,
-  joined_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS participants_by_canvas ON participants(canvas_id);
+  joined_at REAL NOT NULL,
+  PRIMARY KEY (canvas_id, user_id));
 """
 
 
@@ -202,7 +202,10 @@ class SQLiteStore(Store):
             raise StoreError("store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put(_Op(fn, future, atomic))
-        return await future
+        try:
+            return await future
+        except sqlite3.Error as exc:  # e.g. a duplicate id: the interface speaks StoreError
+            raise StoreError(str(exc)) from exc
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
