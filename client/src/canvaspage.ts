@@ -12,6 +12,7 @@ import {
   describeConnection,
   initialConnection,
   isPermanentClose,
+  isRetryableByHand,
   type ConnectionState,
   type WsStatus,
 } from './connection'
@@ -84,6 +85,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly cleanups: Array<() => void> = []
   private lastAnnouncedState = ''
   private readonly meEl: HTMLElement
+  private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
 
   constructor(
@@ -158,6 +160,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
           h('span', { class: 'spacer' }),
           meEl,
           this.statusEl,
+          this.retryBtn,
         ),
         h(
           'div',
@@ -244,6 +247,12 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.provider.on('closed', ({ code, reason }: { code: number; reason: string }) => {
       this.updateConn({ stopped: true, lastClose: { code, reason } })
       toast(CLOSE_MESSAGES[code] ?? `Disconnected by the server (${code}${reason ? ': ' + reason : ''}).`, 'error', 15000)
+      this.retryBtn.hidden = !isRetryableByHand(code)
+    })
+    this.retryBtn.addEventListener('click', () => {
+      this.retryBtn.hidden = true
+      this.updateConn({ stopped: false })
+      this.provider.connect()
     })
     // A dead network is often noticed by the browser long before the socket times out.
     const offline = (): void => {
@@ -285,6 +294,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
     // --- keyboard: undo/redo anywhere on the page, including inside a note ---------------
     const onKey = (e: KeyboardEvent): void => {
       if (!(e.ctrlKey || e.metaKey) || e.altKey) return
+      // Form fields (invite panel, dialogs) keep the browser's own undo; notes use the canvas's.
+      const t = e.target as HTMLElement
+      if ((t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA') && !t.classList.contains('note-text')) return
       const k = e.key.toLowerCase()
       if (k === 'z' && !e.shiftKey) {
         e.preventDefault()

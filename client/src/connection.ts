@@ -60,13 +60,22 @@ export const CLOSE_MESSAGES: Readonly<Record<number, string>> = {
   4403: 'You are not allowed to open this canvas.',
   4404: 'This canvas does not exist (anymore).',
   4410: 'Your invite link was revoked by the facilitator.',
+  4409: 'This canvas has as many people connected as it allows. Try again in a moment.',
+  4413: 'The canvas has reached its maximum size; your last change could not be saved.',
   4429: 'Too many connections or edits — slowing down and retrying.',
+  1011: 'The server could not save a change — reconnecting to send it again.',
   1012: 'The server is restarting — reconnecting.',
+  1013: 'The connection could not keep up — reconnecting.',
 }
 
 /** Close codes after which reconnecting cannot help. 4429 and 1012 are worth retrying. */
 export function isPermanentClose(code: number): boolean {
   return code >= 4400 && code < 4500 && code !== 4429
+}
+
+/** Permanent closes a person may still retry by hand (capacity, not permission). */
+export function isRetryableByHand(code: number): boolean {
+  return code === 4409 || code === 4413
 }
 
 export type Tone = 'ok' | 'busy' | 'warn' | 'error'

@@ -192,6 +192,7 @@ def open_page(browser: Any, web: ServerProcess) -> Iterator[Any]:
         path: str | None = None,
         width: int = 1600,
         height: int = 1000,
+        base: str | None = None,
     ) -> Any:
         ctx = browser.new_context(viewport={"width": width, "height": height})
         ctx.set_default_timeout(10_000)
@@ -204,7 +205,8 @@ def open_page(browser: Any, web: ServerProcess) -> Iterator[Any]:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors  # type: ignore[attr-defined]
-        page.goto(web.http + (path if path is not None else f"/c/{canvas.id}" if canvas else "/"))
+        target = path if path is not None else f"/c/{canvas.id}" if canvas else "/"
+        page.goto((base or web.http) + target)
         return page
 
     yield open_

@@ -8,6 +8,9 @@ from itertools import zip_longest
 import pytest
 from playwright.sync_api import expect
 
+from tests.support import ServerProcess
+
+from .conftest import SECRET, Canvas
 from .ui import PENDING, add_note, block, box, note, note_text, status_text, wait_connected
 
 pytestmark = pytest.mark.e2e
@@ -161,3 +164,35 @@ def test_undo_and_redo_touch_only_my_own_changes(make_canvas, open_page):
     expect(note(bob, mine)).to_be_visible()
     alice.keyboard.press("Control+Shift+z")
     expect(note_text(bob, mine)).to_have_value("Mine")
+
+
+def test_server_restart_reconnects_and_keeps_edits_made_while_it_was_down(
+    tmp_path, client_dist, open_page
+):
+    env = {"COCANVAS_CLIENT_DIR": str(client_dist), "COCANVAS_SECRET": SECRET}
+    first = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        canvas = Canvas(
+            first, first.create_canvas("Restart", "business-model", orgs=[{"name": "Acme"}])
+        )
+        page = open_page(canvas, canvas.facilitator_token, base=first.http)
+        wait_connected(page)
+        before = add_note(page, "key-partners", "before the restart")
+        first.stop()  # graceful: sockets are closed with 1012 "service restart"
+        status = page.locator("#connection-status")
+        expect(status).to_have_attribute("data-state", "reconnecting")
+        during = add_note(page, "channels", "while the server was down")
+        expect(status).to_contain_text("pending")
+        second = ServerProcess(tmp_path / "data", env=env, port=first.port).start()
+    except BaseException:
+        first.kill()
+        raise
+    try:
+        expect(status).to_have_attribute("data-state", "connected", timeout=15_000)
+        expect(status).to_have_attribute("data-pending", "0")
+        fresh = open_page(canvas, canvas.facilitator_token, base=second.http)
+        wait_connected(fresh)
+        expect(note_text(fresh, before)).to_have_value("before the restart")
+        expect(note_text(fresh, during)).to_have_value("while the server was down")
+    finally:
+        second.stop()
