@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from pycrdt import Doc
 
 from . import closecodes, protocol
@@ -311,7 +312,11 @@ class Room(BrokerListener):
     def _on_awareness(self, session: Session, payload: bytes) -> None:
         try:
             entries = protocol.decode_awareness(payload)
-        except protocol.ProtocolError as exc:
+            for _, _, state in entries:
+                # Browsers JSON.parse every state relayed to them: relay nothing that is not JSON.
+                if state != NULL_STATE:
+                    orjson.loads(state)
+        except (protocol.ProtocolError, orjson.JSONDecodeError) as exc:
             raise CloseSession(closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}") from None
         changed = False
         for cid, clock, state in entries:
