@@ -124,9 +124,10 @@ class PolicyGate(UpdateGate):
         self.clock = clock
         self.room: Room | None = None
         self.mirror: dict[str, dict[str, Any]] = {r: {} for r in ROOTS}
-        self._subs: list[tuple[Map, Subscription]] = []
+        self._subs: list[Subscription] = []
         self._known_roots: set[str] = set()
         self._unknown: dict[str, Map] = {}
+        self._roots: dict[str, Map] = {}
         # Between admissions, observers only note which entries to re-read (bounded by the doc);
         # during one, they record the changes for the decision.
         self._dirty: dict[str, set[str]] = {r: set() for r in ROOTS}
@@ -147,18 +148,16 @@ class PolicyGate(UpdateGate):
         doc = room.doc
         for name in ROOTS:
             root = doc.get(name, type=Map)
-            self._subs.append((root, root.observe_deep(self._observer(name))))
+            self._roots[name] = root
+            self._subs.append(_observe_deep(root, self._observer(name)))
             self.mirror[name] = {k: _plain(v) for k, v in root.items()}
         self._known_roots = set(doc.keys())
         for name in self._known_roots - set(ROOTS):
             self._watch_unknown(name)
 
     def detach(self, room: Room) -> None:
-        for root, sub in self._subs:
-            try:
-                root.unobserve(sub)
-            except ValueError:
-                pass
+        for sub in self._subs:
+            sub.drop()
         self._subs.clear()
         self._unknown.clear()
         self.room = None
@@ -167,24 +166,25 @@ class PolicyGate(UpdateGate):
         dirty = self._dirty[root]
 
         def on_events(events: list[Any]) -> None:
-            # Must not raise: exceptions surface as an ExceptionGroup at the transaction's end.
-            for ev in events:
-                path = tuple(ev.path)
-                keys = getattr(ev, "keys", None)
-                if self._recording:
-                    self._changes.append(
-                        (
-                            root,
-                            path,
+            # Raw yrs events, valid only during this call; only path and keys are read (a text
+            # delta is computed lazily and never needed). Must not raise.
+            try:
+                for ev in events:
+                    path = tuple(ev.path)
+                    keys = getattr(ev, "keys", None)
+                    if self._recording:
+                        actions = (
                             {k: c["action"] for k, c in keys.items()}
                             if isinstance(keys, dict)
-                            else None,
+                            else None
                         )
-                    )
-                elif path:
-                    dirty.add(str(path[0]))
-                elif isinstance(keys, dict):
-                    dirty.update(keys)
+                        self._changes.append((root, path, actions))
+                    elif path:
+                        dirty.add(str(path[0]))
+                    elif isinstance(keys, dict):
+                        dirty.update(keys)
+            except Exception:
+                log.exception("policy observer failed on %s", self.canvas_id)
 
         return on_events
 
@@ -197,15 +197,14 @@ class PolicyGate(UpdateGate):
                 self._unknown_touched = True
 
         self._unknown[name] = root
-        self._subs.append((root, root.observe_deep(touched)))
+        self._subs.append(_observe_deep(root, touched))
 
     def _refresh(self, dirty: dict[str, set[str]]) -> None:
         assert self.room is not None
-        doc = self.room.doc
         for name, ids in dirty.items():
             if not ids:
                 continue
-            root = doc.get(name, type=Map)
+            root = self._roots[name]
             mirror = self.mirror[name]
             for key in ids:
                 if key in root:
@@ -213,6 +212,27 @@ class PolicyGate(UpdateGate):
                 else:
                     mirror.pop(key, None)
             ids.clear()
+
+    def _refresh_changes(self, changes: list[Change]) -> None:
+        """Bring the mirror up to date field by field: a keystroke re-reads one text, not a note."""
+        full = self._dirty
+        for root, path, keys in changes:
+            if not path:
+                full[root].update(keys or ())
+                continue
+            key = str(path[0])
+            entry = self.mirror[root].get(key)
+            obj = self._roots[root].get(key)
+            if not isinstance(entry, dict) or not isinstance(obj, Map):
+                full[root].add(key)
+                continue
+            fields = (keys or {}).keys() if len(path) == 1 else (str(path[1]),)
+            for f in fields:
+                if f in obj:
+                    entry[f] = _plain(obj[f])
+                else:
+                    entry.pop(f, None)
+        self._refresh(full)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -238,12 +258,6 @@ class PolicyGate(UpdateGate):
 
         identity = session.identity
         decision = _Decision()
-        touched: dict[str, set[str]] = {r: set() for r in ROOTS}
-        for root, path, keys in changes:
-            if path:
-                touched[root].add(str(path[0]))
-            elif keys:
-                touched[root].update(keys)
         _Rules(self, identity, decision).judge(changes)
         if new_roots or self._unknown_touched:
             for name in new_roots:
@@ -267,7 +281,7 @@ class PolicyGate(UpdateGate):
                         log.exception("policy fix failed on %s", self.canvas_id)
             reply = doc.get_update(before)
             net = merge_binary(update, reply)
-        self._refresh(touched)
+        self._refresh_changes(changes)
         self._refresh(self._dirty)
         now = self.clock()
         audit = [
@@ -305,6 +319,13 @@ class PolicyGate(UpdateGate):
         return value if isinstance(value, bool) else self.protect_default
 
 
+def _observe_deep(root: Map, callback: Callable[[list[Any]], None]) -> Subscription:
+    """Deep-observe with raw events: pycrdt's wrapper converts every field of every event
+    (including text deltas) before the callback, which was most of the policy's cost."""
+    sub: Subscription = root.integrated.observe_deep(callback)
+    return sub
+
+
 class _Rules:
     """The rules applied to one update's changes, against the mirror (state before it)."""
 
@@ -317,7 +338,7 @@ class _Rules:
         self.facilitator = identity.role == ROLE_FACILITATOR
         self.writer = identity.can_write
         self.protect = gate.protect_notes()
-        self.notes = self.doc.get("notes", type=Map)
+        self.notes = gate._roots["notes"]
         self.blocks_before = gate.mirror["blocks"]
         self.notes_before = gate.mirror["notes"]
 
@@ -529,7 +550,7 @@ class _Rules:
     ) -> None:
         if self.facilitator:
             if root == "blocks" and len(path) == 1 and keys and "locked_by" in keys:
-                block = self.doc.get("blocks", type=Map).get(str(path[0]))
+                block = self.gate._roots["blocks"].get(str(path[0]))
                 locked = isinstance(block, Map) and bool(block.get("locked_by"))
                 self.d.audit.append(("lock" if locked else "unlock", str(path[0]), ""))
             return
@@ -538,7 +559,7 @@ class _Rules:
             if not self.writer
             else f"only facilitators change {root}"
         )
-        container = self.doc.get(root, type=Map)
+        container = self.gate._roots[root]
         before = self.gate.mirror[root]
         if not path:
             for key in keys or {}:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import websockets
 from pycrdt import Map
 
 from tests.support import ServerProcess, YClient
@@ -91,3 +93,18 @@ def api(
     """One HTTP call (blocking; the server is another process, so the loop is not starved)."""
     headers = auth(token) if token else {}
     return httpx.request(method, server.http + path, headers=headers, json=json)
+
+
+async def attempt(
+    server: ServerProcess, canvas_id: str, token: str
+) -> tuple[list[bytes], int | None]:
+    """Connect and read until closed (or 1 s of quiet): the frames received and the close code."""
+    frames: list[bytes] = []
+    async with websockets.connect(f"{server.ws}/{canvas_id}?token={token}") as ws:
+        try:
+            async with asyncio.timeout(1):
+                async for frame in ws:
+                    frames.append(frame if isinstance(frame, bytes) else frame.encode())
+        except (TimeoutError, websockets.ConnectionClosed):
+            pass
+        return frames, ws.close_code

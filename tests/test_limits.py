@@ -13,23 +13,8 @@ import websockets
 from pycrdt import Map, Text
 
 from server import protocol
-from tests.partner_helpers import api, connect, member, partner_canvas
+from tests.partner_helpers import api, attempt, connect, member, partner_canvas
 from tests.support import ServerProcess
-
-
-async def attempt(
-    server: ServerProcess, canvas_id: str, token: str
-) -> tuple[list[bytes], int | None]:
-    """Connect and read until closed (or 1 s of quiet): frames received and the close code."""
-    frames: list[bytes] = []
-    async with websockets.connect(f"{server.ws}/{canvas_id}?token={token}") as ws:
-        try:
-            async with asyncio.timeout(1):
-                async for frame in ws:
-                    frames.append(frame if isinstance(frame, bytes) else frame.encode())
-        except (TimeoutError, websockets.ConnectionClosed):
-            pass
-        return frames, ws.close_code
 
 
 @pytest.fixture
