@@ -4,7 +4,8 @@
 import * as Y from 'yjs'
 import { blockLabel } from './a11y'
 import { textColorOn } from './colors'
-import { h, setAttr, setText } from './dom'
+import { h, setAttr } from './dom'
+import { lockIcon } from './icons'
 import {
   BMC_TEMPLATE_AREAS,
   PROFILE_TEMPLATE_AREAS,
@@ -157,13 +158,13 @@ export class Board {
     const orgName = b.org ? this.orgs.get(b.org)?.name : undefined
     const shown = orgName && b.title.endsWith(` — ${orgName}`) ? b.title.slice(0, -(orgName.length + 3)) : b.title
     const title = h('h3', { class: 'block-title' }, shown)
-    const lockBadge = h('span', { class: 'lock-badge', hidden: true }, 'locked')
+    const lockBadge = h('span', { class: 'lock-badge', hidden: true }, lockIcon(true), ' locked')
     const addBtn = h('button', { type: 'button', class: 'btn btn-small btn-icon add-note', title: `Add a note (N)` }, '+')
     addBtn.setAttribute('aria-label', `Add note to ${b.title}`)
     addBtn.addEventListener('click', () => this.host.addNote(b.id))
     let lockBtn: HTMLButtonElement | null = null
     if (this.host.isFacilitator()) {
-      lockBtn = h('button', { type: 'button', class: 'btn btn-small btn-icon lock-toggle' }, '🔓')
+      lockBtn = h('button', { type: 'button', class: 'btn btn-small btn-icon lock-toggle' }, lockIcon(false))
       lockBtn.addEventListener('click', () => this.host.toggleLock(b.id))
     }
     const area_ = h('div', { class: 'notes-area', 'data-block-id': b.id })
@@ -186,7 +187,10 @@ export class Board {
     const canAdd = this.host.canAddTo(b)
     view.addBtn.hidden = !canAdd
     if (view.lockBtn) {
-      setText(view.lockBtn, locked ? '🔒' : '🔓')
+      if (view.lockBtn.dataset.locked !== String(locked)) {
+        view.lockBtn.dataset.locked = String(locked)
+        view.lockBtn.replaceChildren(lockIcon(locked))
+      }
       setAttr(view.lockBtn, 'title', locked ? 'Unlock this block' : 'Lock this block')
       setAttr(view.lockBtn, 'aria-pressed', String(locked))
       setAttr(view.lockBtn, 'aria-label', `${locked ? 'Unlock' : 'Lock'} ${b.title}`)

@@ -471,7 +471,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   private renderOutlineNow(): void {
-    renderOutline(this.outlineEl, buildOutline(allBlocks(this.cdoc), allNotes(this.cdoc), allOrgs(this.cdoc)))
+    // Same block order as Tab on the board, so both views read alike.
+    const order = this.board.blockOrder.length ? this.board.blockOrder : allBlocks(this.cdoc)
+    renderOutline(this.outlineEl, buildOutline(order, allNotes(this.cdoc), allOrgs(this.cdoc)))
   }
 
   private renderPresence(): void {

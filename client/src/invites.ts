@@ -140,7 +140,8 @@ export class InvitePanel {
       this.invites = await api.listInvites(this.canvasId, this.token)
       this.renderList()
     } catch (e) {
-      if (!(e instanceof ApiError) || e.status !== 404) {
+      // A rejected token is already explained by the connection status; say it once.
+      if (!(e instanceof ApiError) || ![401, 403, 404].includes(e.status)) {
         toast(`Could not load invite links: ${e instanceof ApiError ? e.detail : String(e)}`, 'error')
       }
     }

@@ -147,3 +147,15 @@ def test_tab_order_reaches_every_block_of_the_partner_canvas(make_canvas, open_p
         "gains",
         "pains",
     ]
+
+
+def test_a_token_the_server_rejects_is_explained_instead_of_retried(make_canvas, open_page):
+    canvas = make_canvas("business-model")
+    header, payload, signature = canvas.facilitator_token.split(".")
+    forged = f"{header}.{payload}.{signature[::-1]}"  # readable claims, wrong signature
+    page = open_page(canvas, forged)
+    status = page.locator("#connection-status")
+    expect(status).to_have_attribute("data-state", "closed")
+    expect(status).to_contain_text("not valid")
+    expect(page.locator(".toast-error")).to_have_count(1)
+    expect(page.locator(".toast-error")).to_contain_text("invite link")
