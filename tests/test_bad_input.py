@@ -362,3 +362,12 @@ async def test_offender_awareness_is_never_relayed(srv: ServerProcess) -> None:
         assert not bystander.closed.is_set()
     finally:
         await close_all(scene)
+
+
+def test_the_panic_case_still_panics_pycrdt() -> None:
+    """Keeps ``update-that-panics-pycrdt`` meaningful: pycrdt raises a panic (a BaseException that
+    is not an Exception) for it, the path the room must survive. If a pycrdt upgrade turns this
+    into an ordinary error, find a new panicking update or drop the case."""
+    with pytest.raises(BaseException) as caught:
+        Doc().apply_update(PANIC_UPDATE)
+    assert not isinstance(caught.value, Exception), f"pycrdt no longer panics: {caught.value!r}"
