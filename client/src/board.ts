@@ -4,7 +4,7 @@
 import * as Y from 'yjs'
 import { blockLabel } from './a11y'
 import { textColorOn } from './colors'
-import { h, setAttr } from './dom'
+import { h, setAttr, setText } from './dom'
 import { lockIcon } from './icons'
 import {
   BMC_TEMPLATE_AREAS,
@@ -271,9 +271,12 @@ export class Board {
     this.renderCursors()
   }
 
+  private cursorEls = new Map<number, HTMLElement>()
+
+  /** Cursor elements are kept per client so their position can glide (CSS transition). */
   renderCursors(): void {
     const boardRect = this.el.getBoundingClientRect()
-    const nodes: HTMLElement[] = []
+    const live = new Set<number>()
     for (const p of this.peers) {
       const c = p.state.cursor
       if (p.self || !c) continue
@@ -288,17 +291,27 @@ export class Board {
         x = c.x * boardRect.width
         y = c.y * boardRect.height
       }
+      live.add(p.clientId)
+      let el = this.cursorEls.get(p.clientId)
+      if (!el) {
+        el = h('div', { class: 'remote-cursor', 'data-user': p.state.user.id }, h('span', { class: 'remote-cursor-arrow' }), h('span', { class: 'remote-cursor-label' }))
+        this.cursorEls.set(p.clientId, el)
+        this.cursorLayer.append(el)
+      }
       const color = p.state.user.color || '#333333'
-      nodes.push(
-        h(
-          'div',
-          { class: 'remote-cursor', style: `left:${x}px;top:${y}px;--c:${color};--c-text:${textColorOn(color)}`, 'data-user': p.state.user.id },
-          h('span', { class: 'remote-cursor-arrow' }),
-          h('span', { class: 'remote-cursor-label' }, personLabel(p.state.user, this.orgs)),
-        ),
-      )
+      el.style.left = `${x}px`
+      el.style.top = `${y}px`
+      el.style.setProperty('--c', color)
+      el.style.setProperty('--c-text', textColorOn(color))
+      const label = el.lastElementChild
+      if (label) setText(label, personLabel(p.state.user, this.orgs))
     }
-    this.cursorLayer.replaceChildren(...nodes)
+    for (const [id, el] of this.cursorEls) {
+      if (!live.has(id)) {
+        el.remove()
+        this.cursorEls.delete(id)
+      }
+    }
   }
 
   /** How many notes fit side by side and stacked in a block, for placing new notes. */

@@ -2,6 +2,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import * as authProtocol from 'y-protocols/auth'
+import * as awarenessProtocol from 'y-protocols/awareness'
 import { Announcer, excerpt } from './a11y'
 import { templateLabel } from './api'
 import { Board, type BoardHost } from './board'
@@ -87,6 +88,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly meEl: HTMLElement
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
+  private peopleSignature = ''
 
   constructor(
     root: HTMLElement,
@@ -283,6 +285,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const ticker = setInterval(() => {
       for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u, allOrgs(this.cdoc))} left`)
     }, 1000)
+    // Say goodbye while the socket is still open, so others see us leave at once.
+    const onPageHide = (): void => awarenessProtocol.removeAwarenessStates(awareness, [doc.clientID], 'window unload')
+    window.addEventListener('pagehide', onPageHide)
+    this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide))
     const onResize = (): void => this.board.renderCursors()
     window.addEventListener('resize', onResize)
     this.cleanups.push(() => {
@@ -481,17 +487,22 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const peers = peersFrom(awareness.getStates(), this.cdoc.doc.clientID)
     const people = peopleHere(peers)
     const orgs = allOrgs(this.cdoc)
-    this.peopleEl.replaceChildren(
-      ...people.map((p) =>
-        h(
-          'li',
-          { 'data-user-id': p.user.id, style: `--c:${p.user.color || NEUTRAL_COLOR}` },
-          h('span', { class: 'dot', 'aria-hidden': 'true' }),
-          personLabel(p.user, orgs),
-          p.self ? h('span', { class: 'muted' }, ' (you)') : null,
+    // Cursor moves arrive many times a second; rebuild the list only when it changes.
+    const signature = people.map((p) => `${p.user.id}\u0001${personLabel(p.user, orgs)}\u0001${p.user.color}\u0001${p.self}`).join('\u0002')
+    if (signature !== this.peopleSignature) {
+      this.peopleSignature = signature
+      this.peopleEl.replaceChildren(
+        ...people.map((p) =>
+          h(
+            'li',
+            { 'data-user-id': p.user.id, style: `--c:${p.user.color || NEUTRAL_COLOR}` },
+            h('span', { class: 'dot', 'aria-hidden': 'true' }),
+            personLabel(p.user, orgs),
+            p.self ? h('span', { class: 'muted' }, ' (you)') : null,
+          ),
         ),
-      ),
-    )
+      )
+    }
     this.board.setPeers(peers, editorsByNote(peers))
     const change = this.tracker.update(people, Date.now())
     for (const u of change.joined) this.announcer.presence(`${personLabel(u, orgs)} joined`)

@@ -123,6 +123,11 @@ def test_presence_list_cursors_and_polite_join_announcements(make_canvas, open_p
     bob.mouse.move(b["x"] + 50, b["y"] + 70)
     expect(alice.locator(".remote-cursor")).to_contain_text("Bob Jones (Beta Labs)")
 
+    # Leaving is announced too, after a short grace period (a reload is not a departure).
+    bob.context.close()
+    expect(alice.locator("#people")).not_to_contain_text("Bob Jones")
+    expect(live).to_have_text("Bob Jones (Beta Labs) left", timeout=8_000)
+
     # Muting stops presence announcements.
     alice.get_by_label("Announce who joins and leaves").uncheck()
     carol = open_page(canvas, canvas.token("Carol King", "Acme Corp"))
