@@ -88,10 +88,18 @@ class RedisBroker(Broker):
         # recovery (resubscribe, heal) is ours. Publishing retries once, so a pooled connection
         # left stale by a Redis restart costs a reconnect, not a lost batch.
         self._sub_redis = Redis.from_url(
-            self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=1.0, socket_timeout=5.0
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=1.0,
+            socket_timeout=5.0,
+            protocol=2,
         )
         self._redis = Redis.from_url(
-            self.url, retry=Retry(NoBackoff(), 1), socket_connect_timeout=1.0, socket_timeout=5.0
+            self.url,
+            retry=Retry(NoBackoff(), 1),
+            socket_connect_timeout=1.0,
+            socket_timeout=5.0,
+            protocol=2,
         )
         self._closing = False
         self._tasks = [
@@ -121,20 +129,24 @@ class RedisBroker(Broker):
             with contextlib.suppress(*_CONN_ERRORS):
                 async with asyncio.timeout(1.0):
                     await self._redis.publish(self._nodes_channel, _BYE + self.node_id.encode())
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, *_CONN_ERRORS):
-                await task
-        self._tasks = []
-        await self._drop_pubsub()
-        for client in (self._redis, self._sub_redis):
-            if client is not None:
-                with contextlib.suppress(*_CONN_ERRORS):
-                    await client.aclose()
-        self._redis = self._sub_redis = None
         self._up = False
         self._up_event.clear()
+        for task in self._tasks:
+            task.cancel()
+        # Bounded: a task stuck inside the client library must not hang shutdown.
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=2.0)
+            if stuck:
+                log.warning("Redis broker tasks did not stop: %s", stuck)
+        self._tasks = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._drop_pubsub()
+                for client in (self._redis, self._sub_redis):
+                    if client is not None:
+                        with contextlib.suppress(*_CONN_ERRORS):
+                            await client.aclose()
+        self._redis = self._sub_redis = None
         self._channels.clear()
         self._queue.clear()
 
@@ -275,14 +287,22 @@ class RedisBroker(Broker):
     async def _read_until_broken(self) -> None:
         pubsub = self._pubsub
         assert pubsub is not None
-        while True:
-            try:
-                async with asyncio.timeout(self._silence_limit):
+        loop = asyncio.get_running_loop()
+        limit = self._silence_limit
+        rearm_every = limit / 4  # re-arming a timer per message would cost more than the read
+        rearm_at = 0.0
+        try:
+            async with asyncio.timeout(None) as guard:
+                while True:
+                    now = loop.time()
+                    if now >= rearm_at:
+                        guard.reschedule(now + limit)
+                        rearm_at = now + rearm_every
                     message = await pubsub.parse_response(block=True)
-            except TimeoutError:
-                raise ConnectionError("no traffic (not even our own heartbeat)") from None
-            if isinstance(message, list) and len(message) >= 3:
-                self._dispatch(message)
+                    if isinstance(message, list) and len(message) >= 3:
+                        self._dispatch(message)
+        except TimeoutError:
+            raise ConnectionError("no traffic, not even our own heartbeat") from None
 
     def _dispatch(self, message: list[bytes]) -> None:
         mtype, channel, data = message[0], message[1], message[2]
@@ -329,7 +349,7 @@ class RedisBroker(Broker):
 
     async def _heartbeat(self) -> None:
         beat = _HB + self.node_id.encode()
-        while True:
+        while not self._closing:
             if self._up and self._redis is not None:
                 try:
                     await self._redis.publish(self._nodes_channel, beat)

@@ -305,7 +305,7 @@ class PostgresStore(Store):
     # -- the document: group-committed appends ------------------------------------------------
 
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
-        if self._closing or self._flusher is None:
+        if self._closing or self._flusher is None or self._flusher.done():
             raise StoreError("store is closed")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(canvas_id, update, audit, future))
@@ -328,15 +328,19 @@ class PostgresStore(Store):
         try:
             async with self._conn() as conn, conn.transaction():
                 ids = await self._insert_batch(conn, batch)
-        except StoreError as exc:
+        except Exception as exc:
+            # The commit may or may not have happened (connection lost mid-COMMIT): callers
+            # treat it as failed and resend, which Yjs updates tolerate (they are idempotent).
+            if not isinstance(exc, StoreError):
+                log.exception("group commit failed")
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(StoreError(f"append not committed: {exc}"))
             return
-        except BaseException as exc:  # cancellation or a bug: nobody may wait for ever
+        except BaseException:  # cancelled: nobody may wait for ever
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(StoreError(f"append not committed: {exc!r}"))
+                    item.future.set_exception(StoreError("store closed during append"))
             raise
         self.batches += 1
         self.batched_appends += len(batch)
