@@ -62,7 +62,14 @@ export class Board {
   constructor(private readonly host: BoardHost) {
     this.panelsHost = h('div', { class: 'panels' })
     this.cursorLayer = h('div', { class: 'cursor-layer', 'aria-hidden': 'true' })
-    this.el = h('div', { class: 'board', id: 'board' }, this.panelsHost, this.cursorLayer)
+    // One shared description each, so every note and block tells how to operate it.
+    const help = h(
+      'div',
+      { hidden: true },
+      h('span', { id: 'note-keys-help' }, 'Enter to edit, Escape to stop editing, M to move to another block, Alt+arrow keys to move to the next or previous block, Delete to delete.'),
+      h('span', { id: 'block-keys-help' }, 'N to add a note, Enter to go to its first note, arrow keys for the next or previous block.'),
+    )
+    this.el = h('div', { class: 'board', id: 'board' }, help, this.panelsHost, this.cursorLayer)
     this.el.addEventListener('keydown', (e) => this.onKeyDown(e))
     this.el.addEventListener('pointermove', (e) => this.onPointerMove(e))
     this.el.addEventListener('pointerleave', () => this.host.setCursor(null))
@@ -170,7 +177,7 @@ export class Board {
     const area_ = h('div', { class: 'notes-area', 'data-block-id': b.id })
     const section = h(
       'section',
-      { class: `block kind-${b.kind}`, tabindex: 0, 'data-block-id': b.id, 'data-kind': b.kind },
+      { class: `block kind-${b.kind}`, tabindex: 0, 'data-block-id': b.id, 'data-kind': b.kind, 'aria-describedby': 'block-keys-help' },
       h('header', { class: 'block-head' }, title, lockBadge, h('span', { class: 'spacer' }), lockBtn, addBtn),
       b.hint ? h('p', { class: 'block-hint' }, b.hint) : null,
       area_,

@@ -166,7 +166,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
         ),
         h(
           'div',
-          { class: 'toolbar', role: 'toolbar', 'aria-label': 'Canvas tools' },
+          { class: 'toolbar', role: 'group', 'aria-label': 'Canvas tools' },
           this.undoBtn,
           this.redoBtn,
           outlineToggle,

@@ -58,6 +58,8 @@ export class NoteView {
         tabindex: 0,
         role: 'group',
         'aria-roledescription': 'sticky note',
+        'aria-describedby': 'note-keys-help',
+        'aria-keyshortcuts': 'Enter M Delete Alt+ArrowRight Alt+ArrowLeft',
         'data-note-id': note.id,
       },
       h('div', { class: 'note-head' }, this.badge, this.who, this.moveBtn, this.deleteBtn),
