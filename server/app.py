@@ -117,9 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         tokens = Tokens(load_or_create_secret(settings.secret, settings.data_dir))
         services = Services(settings, store, broker, rooms, tokens)
-        services.addresses = AddressBuckets(
-            settings.rate_messages_per_s * 4, settings.rate_burst_s
-        )
+        services.addresses = AddressBuckets(settings.rate_messages_per_s * 4, settings.rate_burst_s)
         services.connections = AddressBuckets(settings.rate_connections_per_s, 5.0)
         app.state.services = services
         log.info(
@@ -145,6 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(canvases.router)
     app.include_router(partners.router)
+    if settings.test_hooks:
+        from .api import testhooks
+
+        app.include_router(testhooks.router)
     partners.install_flood_guard(app, settings.rate_connections_per_s)
 
     client = _client_dir(settings)

@@ -45,7 +45,9 @@ class Tokens:
             raise ValueError("COCANVAS_SECRET must be at least 32 characters")
         self._secret = secret
 
-    def issue(self, canvas_id: str, identity: Identity, ttl_s: float, now: float | None = None) -> str:
+    def issue(
+        self, canvas_id: str, identity: Identity, ttl_s: float, now: float | None = None
+    ) -> str:
         now = time.time() if now is None else now
         claims = {
             "sub": identity.user_id,

@@ -68,7 +68,9 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cocanvas", description="CoCanvas collaborative canvas server")
+    parser = argparse.ArgumentParser(
+        prog="cocanvas", description="CoCanvas collaborative canvas server"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the server")
     p_serve.add_argument("--host")
@@ -76,14 +78,18 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--data-dir", type=Path)
     p_token = sub.add_parser("token", help="issue a token for a canvas (operator use)")
     p_token.add_argument("canvas_id")
-    p_token.add_argument("--role", default="facilitator", choices=["facilitator", "editor", "viewer"])
+    p_token.add_argument(
+        "--role", default="facilitator", choices=["facilitator", "editor", "viewer"]
+    )
     p_token.add_argument("--name", default="Operator")
     p_token.add_argument("--org", default="")
     p_token.add_argument("--ttl", type=float, default=3600.0, help="seconds")
     p_token.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
 
-    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "data_dir") and v is not None}
+    overrides = {
+        k: v for k, v in vars(args).items() if k in ("host", "port", "data_dir") and v is not None
+    }
     settings = Settings(**overrides)
     if args.command == "serve":
         serve(settings)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # saves the disk's flush latency (~3 ms on the reference VM) on every broadcast.
     durability: Literal["fsync", "os"] = "fsync"
 
+    # Mounts /api/_test fault-injection routes (dropping broker messages). Tests only.
+    test_hooks: bool = False
+
     log_level: str = "info"
     log_json: bool = False
     # Directory of the built web client (client/dist). Unset: the packaged copy if present.

@@ -8,7 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.sessions = Gauge("cocanvas_sessions", "Open WebSocket sessions", registry=self.registry)
+        self.sessions = Gauge(
+            "cocanvas_sessions", "Open WebSocket sessions", registry=self.registry
+        )
         self.rooms = Gauge("cocanvas_rooms", "Canvases loaded on this node", registry=self.registry)
         self.frames = Counter("cocanvas_frames_received", "Frames received", registry=self.registry)
         self.room_loads = Gauge(

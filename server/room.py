@@ -17,7 +17,15 @@ import orjson
 from pycrdt import Doc
 
 from . import closecodes, protocol
-from .broker.base import KIND_AWARENESS, KIND_CONTROL, KIND_UPDATE, Broker, BrokerListener, BrokerMessage
+from .broker.base import (
+    KIND_AWARENESS,
+    KIND_CONTROL,
+    KIND_UPDATE,
+    Broker,
+    BrokerListener,
+    BrokerMessage,
+)
+from .canvas.templates import server_client_id
 from .closecodes import CloseSession
 from .protocol import NULL_STATE, Kind
 from .session import Session
@@ -88,7 +96,9 @@ class Room(BrokerListener):
         self.store = store
         self.broker = broker
         self.gate = gate or UpdateGate()
-        self.doc = Doc()
+        # The server writes into this doc (corrections, HTTP changes): a 32-bit client id keeps
+        # y-py 0.6 clients, which mis-decode larger ids, in sync.
+        self.doc = Doc(client_id=server_client_id())
         self.sessions: set[Session] = set()
         self.closed = False
         self._awareness_tick_s = awareness_tick_s
@@ -100,7 +110,8 @@ class Room(BrokerListener):
         self.awareness: dict[int, tuple[int, bytes, Session | str]] = {}
         self._aw_local: dict[int, tuple[int, bytes]] = {}  # pending for local sessions
         self._aw_publish: dict[int, tuple[int, bytes]] = {}  # pending for other nodes
-        self._aw_sources: set[Session] = set()
+        # Who contributed to the pending batch; None stands for the server (departures, other nodes).
+        self._aw_sources: set[Session | None] = set()
         self._aw_handle: asyncio.Handle | None = None
         self._aw_last_flush = 0.0
         # durability barrier: appends in flight, by ticket
@@ -167,7 +178,11 @@ class Room(BrokerListener):
     async def join(self, session: Session) -> None:
         self.sessions.add(session)
         session.send(protocol.sync_step1(self.doc.get_state()))
-        states = [(cid, clock, state) for cid, (clock, state, _) in self.awareness.items() if state != NULL_STATE]
+        states = [
+            (cid, clock, state)
+            for cid, (clock, state, _) in self.awareness.items()
+            if state != NULL_STATE
+        ]
         if states:
             session.send(protocol.awareness(protocol.encode_awareness(states)))
 
@@ -184,6 +199,7 @@ class Room(BrokerListener):
             self._aw_publish[cid] = gone
         session.client_ids.clear()
         if self._aw_local:
+            self._aw_sources.add(None)
             self._schedule_awareness()
         if not self.sessions and self._on_empty is not None:
             self._on_empty(self)
@@ -200,7 +216,9 @@ class Room(BrokerListener):
             raise CloseSession(closecodes.PROTOCOL_ERROR, str(exc)) from None
         kind = message.kind
         if kind is Kind.SYNC_UPDATE or kind is Kind.SYNC_STEP2:
-            await self._on_update(session, message.payload, frame if kind is Kind.SYNC_UPDATE else None)
+            await self._on_update(
+                session, message.payload, frame if kind is Kind.SYNC_UPDATE else None
+            )
         elif kind is Kind.AWARENESS:
             self._on_awareness(session, message.payload)
         elif kind is Kind.SYNC_STEP1:
@@ -238,20 +256,47 @@ class Room(BrokerListener):
                 log.error("panic applying an update to %s: %r", self.canvas_id, exc)
                 asyncio.get_running_loop().create_task(self._rebuild())
             raise CloseSession(closecodes.INVALID_PAYLOAD, "update rejected") from None
-        if self._rebuild_replay is not None and admitted.update is not None:
-            self._rebuild_replay.append(admitted.update)
         if admitted.update is not None:
             net = admitted.update
-            await self._persist(net, admitted.audit)
-            out = frame if (frame is not None and net is update) else protocol.sync_update(net)
-            for other in self.sessions:
-                if other is not session:
-                    other.send(out)
-            self.broker.publish(self.canvas_id, KIND_UPDATE, net)
+            await self._commit(net, admitted.audit, session, frame if net is update else None)
         if admitted.reply is not None:
             session.send(protocol.sync_update(admitted.reply))
         if admitted.refusal is not None:
             session.send(protocol.permission_denied(admitted.refusal))
+
+    async def _commit(
+        self,
+        update: bytes,
+        audit: Sequence[AuditEntry],
+        sender: Session | None,
+        frame: bytes | None = None,
+    ) -> None:
+        """Durable first, then every other local session, then the other nodes."""
+        if self._rebuild_replay is not None:
+            self._rebuild_replay.append(update)
+        await self._persist(update, audit)
+        out = frame if frame is not None else protocol.sync_update(update)
+        for other in self.sessions:
+            if other is not sender:
+                other.send(out)
+        self.broker.publish(self.canvas_id, KIND_UPDATE, update)
+
+    async def apply_server_change(
+        self, change: Callable[[Doc], None], audit: Sequence[AuditEntry] = ()
+    ) -> bytes | None:
+        """Change the canvas as the server (HTTP API, templates): returns the update, if any.
+
+        Written on the room's own document, so it is ordered after everything the room has
+        seen; it then travels like any client's update.
+        """
+        before = self.doc.get_state()
+        with self.doc.transaction(origin="server"):
+            change(self.doc)
+        if self.doc.get_state() == before:
+            return None
+        update = self.doc.get_update(before)
+        await self._commit(update, audit, None)
+        return update
 
     async def _persist(self, update: bytes, audit: Sequence[AuditEntry]) -> None:
         self._ticket += 1
@@ -312,33 +357,49 @@ class Room(BrokerListener):
     def _on_awareness(self, session: Session, payload: bytes) -> None:
         try:
             entries = protocol.decode_awareness(payload)
-            for _, _, state in entries:
-                # Browsers JSON.parse every state relayed to them: relay nothing that is not JSON.
-                if state != NULL_STATE:
-                    orjson.loads(state)
-        except (protocol.ProtocolError, orjson.JSONDecodeError) as exc:
+        except protocol.ProtocolError as exc:
             raise CloseSession(closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}") from None
-        changed = False
+        accepted: list[tuple[int, int, bytes]] = []
         for cid, clock, state in entries:
             current = self.awareness.get(cid)
-            if current is not None:
-                if not (clock > current[0] or (clock == current[0] and state == NULL_STATE)):
+            if state == NULL_STATE:
+                # A session removes only its own states. Stock y-websocket clients echo every
+                # change they hear, others' departures included: those echoes are not news.
+                if current is None or current[2] is not session or clock < current[0]:
                     continue
-                owner = current[2]
+            elif current is not None and clock <= current[0]:
+                continue  # not newer: an echo, or out of date
+            else:
+                try:
+                    # Browsers JSON.parse every state relayed to them: relay nothing else.
+                    orjson.loads(state)
+                except orjson.JSONDecodeError as exc:
+                    raise CloseSession(
+                        closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}"
+                    ) from None
+            accepted.append((cid, clock, state))
+        if not accepted:
+            return
+        for cid, clock, state in accepted:
+            current = self.awareness.get(cid)
+            if state == NULL_STATE:
+                session.client_ids.discard(cid)
+            else:
+                owner = current[2] if current is not None else None
                 if owner is not session and isinstance(owner, Session):
                     # A reconnecting tab keeps its client id: the newer clock takes it over.
                     owner.client_ids.discard(cid)
-            if cid not in session.client_ids:
-                if len(session.client_ids) >= MAX_CLIENT_IDS_PER_SESSION:
-                    raise CloseSession(closecodes.POLICY_VIOLATION, "too many awareness client ids")
-                session.client_ids.add(cid)
+                if cid not in session.client_ids:
+                    if len(session.client_ids) >= MAX_CLIENT_IDS_PER_SESSION:
+                        raise CloseSession(
+                            closecodes.POLICY_VIOLATION, "too many awareness client ids"
+                        )
+                    session.client_ids.add(cid)
             self.awareness[cid] = (clock, state, session)
             self._aw_local[cid] = (clock, state)
             self._aw_publish[cid] = (clock, state)
-            changed = True
-        if changed:
-            self._aw_sources.add(session)
-            self._schedule_awareness()
+        self._aw_sources.add(session)
+        self._schedule_awareness()
 
     def _schedule_awareness(self) -> None:
         """Leading-edge throttle: a lone update goes out at once, a burst once per tick."""
@@ -358,7 +419,8 @@ class Room(BrokerListener):
         if self._aw_local:
             entries = [(cid, clock, st) for cid, (clock, st) in self._aw_local.items()]
             frame = protocol.awareness(protocol.encode_awareness(entries))
-            # Echoing a client's own state back is harmless, but skip it when it is the only source.
+            # Echoing a client's own state back is harmless, but skip it when the whole batch is
+            # that client's own news.
             skip = next(iter(self._aw_sources)) if len(self._aw_sources) == 1 else None
             for session in self.sessions:
                 if session is not skip:
@@ -407,6 +469,7 @@ class Room(BrokerListener):
                 self.awareness[cid] = (clock, state, message.node_id)
                 self._aw_local[cid] = (clock, state)
             if self._aw_local:
+                self._aw_sources.add(None)
                 self._schedule_awareness()
         elif message.kind == KIND_CONTROL:
             self.on_control(message.payload)
@@ -430,11 +493,13 @@ class Room(BrokerListener):
         return closed
 
     def on_node_lost(self, node_id: str) -> None:
+        log.info("node %s lost: dropping its awareness states on %s", node_id, self.canvas_id)
         for cid, (clock, state, owner) in list(self.awareness.items()):
             if owner == node_id and state != NULL_STATE:
                 self.awareness[cid] = (clock + 1, NULL_STATE, node_id)
                 self._aw_local[cid] = (clock + 1, NULL_STATE)
         if self._aw_local:
+            self._aw_sources.add(None)
             self._schedule_awareness()
 
     def on_broker_gap(self) -> None:
@@ -477,7 +542,7 @@ class Room(BrokerListener):
             stored = await self.store.load(self.canvas_id)
             if stored is None:
                 return
-            fresh = Doc()
+            fresh = Doc(client_id=server_client_id())
             for part in stored.parts() + self._rebuild_replay:
                 fresh.apply_update(part)
             self.gate.detach(self)

@@ -122,7 +122,11 @@ class Rooms:
             )
 
     def _start_unload(
-        self, room: Room, code: int = closecodes.SERVICE_RESTART, reason: str = "", force: bool = False
+        self,
+        room: Room,
+        code: int = closecodes.SERVICE_RESTART,
+        reason: str = "",
+        force: bool = False,
     ) -> None:
         canvas_id = room.canvas_id
         self._idle_timers.pop(canvas_id, None)
@@ -155,7 +159,9 @@ class Rooms:
         if unloading is not None:
             await asyncio.shield(unloading)
 
-    async def close_all(self, code: int = closecodes.SERVICE_RESTART, reason: str = "server restarting") -> None:
+    async def close_all(
+        self, code: int = closecodes.SERVICE_RESTART, reason: str = "server restarting"
+    ) -> None:
         for timer in self._idle_timers.values():
             timer.cancel()
         self._idle_timers.clear()

@@ -239,7 +239,9 @@ async def _read_loop(
             frames.inc()
             await room.receive(session, data)
     except CloseSession as exc:
-        log.info("closing session %s on %s: %s %s", session.id, room.canvas_id, exc.code, exc.reason)
+        log.info(
+            "closing session %s on %s: %s %s", session.id, room.canvas_id, exc.code, exc.reason
+        )
         session.close(exc.code, exc.reason)
     except Exception:
         log.exception("unexpected error on %s", room.canvas_id)

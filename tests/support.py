@@ -49,7 +49,9 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m server.cli serve`` in a subprocess, with its own data directory."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.env = env or {}
@@ -77,8 +79,18 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -117,8 +129,12 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def create_canvas(self, title: str = "Workshop", template: str = "business-model", **extra: Any) -> dict[str, Any]:
-        r = httpx.post(self.http + "/api/canvases", json={"title": title, "template": template, **extra})
+    def create_canvas(
+        self, title: str = "Workshop", template: str = "business-model", **extra: Any
+    ) -> dict[str, Any]:
+        r = httpx.post(
+            self.http + "/api/canvases", json={"title": title, "template": template, **extra}
+        )
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
@@ -126,7 +142,9 @@ class ServerProcess:
 class YClient:
     """A y-websocket client on pycrdt."""
 
-    def __init__(self, base_ws: str, canvas_id: str, token: str | None, name: str = "client") -> None:
+    def __init__(
+        self, base_ws: str, canvas_id: str, token: str | None, name: str = "client"
+    ) -> None:
         self.url = f"{base_ws}/{canvas_id}" + (f"?token={token}" if token else "")
         self.doc = Doc()
         self.name = name
@@ -222,9 +240,13 @@ class YClient:
     def notes(self) -> Map:
         return self.doc.get("notes", type=Map)
 
-    def add_note(self, note_id: str, text: str, block: str = "key-partners", org: str = "", **fields: Any) -> None:
+    def add_note(
+        self, note_id: str, text: str, block: str = "key-partners", org: str = "", **fields: Any
+    ) -> None:
         with self.doc.transaction():
-            self.notes[note_id] = Map({"block": block, "text": Text(text), "org": org, "x": 0.1, "y": 0.1, **fields})
+            self.notes[note_id] = Map(
+                {"block": block, "text": Text(text), "org": org, "x": 0.1, "y": 0.1, **fields}
+            )
 
     def note_texts(self) -> dict[str, str]:
         return {k: str(v["text"]) for k, v in self.notes.items()}

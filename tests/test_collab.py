@@ -10,12 +10,17 @@ from tests.support import ServerProcess, YClient
 
 
 async def connect_many(server: ServerProcess, canvas: dict, n: int, prefix: str) -> list[YClient]:
-    clients = [YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"{prefix}{i}") for i in range(n)]
+    clients = [
+        YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"{prefix}{i}")
+        for i in range(n)
+    ]
     await asyncio.gather(*(c.connect() for c in clients))
     return clients
 
 
-async def test_two_then_twenty_clients_converge_after_concurrent_edits(server: ServerProcess) -> None:
+async def test_two_then_twenty_clients_converge_after_concurrent_edits(
+    server: ServerProcess,
+) -> None:
     canvas = server.create_canvas()
     pair = await connect_many(server, canvas, 2, "p")
     # Concurrent: both edit before seeing the other's change, including the same note's text.
@@ -99,7 +104,9 @@ async def test_awareness_join_and_leave_seen_by_others(server: ServerProcess) ->
 
 async def test_fifty_simultaneous_clients_share_one_room_load(server: ServerProcess) -> None:
     canvas = server.create_canvas()
-    clients = [YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"s{i}") for i in range(50)]
+    clients = [
+        YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"s{i}") for i in range(50)
+    ]
     await asyncio.gather(*(c.connect() for c in clients))
     metrics = httpx.get(server.http + "/metrics").text
     loads = [line for line in metrics.splitlines() if line.startswith("cocanvas_room_loads ")]

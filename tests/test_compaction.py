@@ -78,7 +78,9 @@ async def run(steps: list[tuple[str, int, str]], path: Path) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=1, max_size=40))
-def test_compaction_and_restart_never_change_the_document(steps: list[tuple[str, int, str]]) -> None:
+def test_compaction_and_restart_never_change_the_document(
+    steps: list[tuple[str, int, str]],
+) -> None:
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(run(steps, Path(d) / "c.db"))
 

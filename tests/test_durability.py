@@ -13,8 +13,10 @@ from tests.support import ServerProcess, YClient
 
 async def test_restart_keeps_every_canvas_intact(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data").start()
-    canvases = [server.create_canvas(title=f"c{i}", template=t) for i, t in
-                enumerate(["business-model", "value-proposition", "partner-co-creation"])]
+    canvases = [
+        server.create_canvas(title=f"c{i}", template=t)
+        for i, t in enumerate(["business-model", "value-proposition", "partner-co-creation"])
+    ]
     views: dict[str, dict[str, str]] = {}
     for i, canvas in enumerate(canvases):
         c = await YClient(server.ws, canvas["id"], canvas["facilitator_token"]).connect()
@@ -46,8 +48,13 @@ async def test_kill9_loses_nothing_any_other_client_received(tmp_path: Path) -> 
     """Every update another client saw before the kill is present after restart."""
     server = ServerProcess(tmp_path / "data").start()
     canvas = server.create_canvas()
-    writers = [await YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"w{i}").connect() for i in range(3)]
-    observer = await YClient(server.ws, canvas["id"], canvas["facilitator_token"], "observer").connect()
+    writers = [
+        await YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"w{i}").connect()
+        for i in range(3)
+    ]
+    observer = await YClient(
+        server.ws, canvas["id"], canvas["facilitator_token"], "observer"
+    ).connect()
 
     async def write(c: YClient, prefix: str) -> None:
         i = 0
@@ -68,9 +75,13 @@ async def test_kill9_loses_nothing_any_other_client_received(tmp_path: Path) -> 
 
     again = ServerProcess(tmp_path / "data", port=server.port).start()
     try:
-        fresh = await YClient(again.ws, canvas["id"], canvas["facilitator_token"], "fresh").connect()
+        fresh = await YClient(
+            again.ws, canvas["id"], canvas["facilitator_token"], "fresh"
+        ).connect()
         missing = seen - set(fresh.notes.keys())
-        assert not missing, f"{len(missing)} updates seen by another client were lost: {sorted(missing)[:5]}"
+        assert not missing, (
+            f"{len(missing)} updates seen by another client were lost: {sorted(missing)[:5]}"
+        )
         await fresh.close()
     finally:
         again.stop()

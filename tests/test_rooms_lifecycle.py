@@ -48,7 +48,9 @@ async def test_opening_and_closing_2000_canvases_leaves_memory_flat(tmp_path: Pa
         gc.collect()
         grown = rss_kb() - base
         live_rooms = [o for o in gc.get_objects() if isinstance(o, Room)]
-        print(f"\nRSS after 500 canvases {base} KB; after 1500 more: {grown:+} KB; live rooms {len(live_rooms)}")
+        print(
+            f"\nRSS after 500 canvases {base} KB; after 1500 more: {grown:+} KB; live rooms {len(live_rooms)}"
+        )
         assert rooms.loads == 2000
         assert len(rooms) == 0
         assert live_rooms == []  # every room, its doc and its subscriptions were released
@@ -65,7 +67,10 @@ async def test_idle_room_unloads_and_reloads_with_its_content(tmp_path: Path) ->
     broker = MemoryBroker()
     await broker.start()
     rooms = Rooms(store, broker, idle_seconds=0.05)
-    await store.create_canvas(CanvasRecord("c", "t", "business-model", 0.0), templates.initial_update("t", "business-model", [], False, 0.0))
+    await store.create_canvas(
+        CanvasRecord("c", "t", "business-model", 0.0),
+        templates.initial_update("t", "business-model", [], False, 0.0),
+    )
     try:
         room = await rooms.acquire("c")
         first = room.doc.get_update()

@@ -71,15 +71,32 @@ def new_canvas_id() -> str:
     return secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
 
 
-@router.post("", status_code=201, response_model=CanvasCreated, dependencies=[Depends(operator_if_configured)])
+@router.post(
+    "",
+    status_code=201,
+    response_model=CanvasCreated,
+    dependencies=[Depends(operator_if_configured)],
+)
 async def create_canvas(body: CanvasIn, svc: Services = Depends(services)) -> CanvasCreated:
     if body.template not in templates.TEMPLATES:
-        raise HTTPException(422, f"unknown template {body.template!r}; use one of {', '.join(templates.TEMPLATES)}")
-    raw_orgs = [(o.name, o.color) for o in body.orgs] if body.orgs else templates.default_orgs(body.template)
+        raise HTTPException(
+            422, f"unknown template {body.template!r}; use one of {', '.join(templates.TEMPLATES)}"
+        )
+    raw_orgs = (
+        [(o.name, o.color) for o in body.orgs]
+        if body.orgs
+        else templates.default_orgs(body.template)
+    )
     orgs = templates.make_orgs(raw_orgs)
-    protect = body.protect_notes if body.protect_notes is not None else body.template == "partner-co-creation"
+    protect = (
+        body.protect_notes
+        if body.protect_notes is not None
+        else body.template == "partner-co-creation"
+    )
     now = time.time()
-    record = CanvasRecord(new_canvas_id(), body.title, body.template, now, {"protect_notes": protect})
+    record = CanvasRecord(
+        new_canvas_id(), body.title, body.template, now, {"protect_notes": protect}
+    )
     update = templates.initial_update(body.title, body.template, orgs, protect, now)
     await svc.store.create_canvas(record, update)
     identity = Identity("u_facilitator_" + record.id, body.facilitator_name, "", ROLE_FACILITATOR)
@@ -90,7 +107,10 @@ async def create_canvas(body: CanvasIn, svc: Services = Depends(services)) -> Ca
         template=record.template,
         created_at=record.created_at,
         settings=record.settings,
-        orgs=[OrgOut(id=o.id, name=o.name, color=o.color, initials=templates.initials(o.name)) for o in orgs],
+        orgs=[
+            OrgOut(id=o.id, name=o.name, color=o.color, initials=templates.initials(o.name))
+            for o in orgs
+        ],
         facilitator_token=token,
     )
 

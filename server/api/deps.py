@@ -39,10 +39,14 @@ class Caller:
 
     @property
     def facilitator(self) -> bool:
-        return self.operator or (self.identity is not None and self.identity.role == ROLE_FACILITATOR)
+        return self.operator or (
+            self.identity is not None and self.identity.role == ROLE_FACILITATOR
+        )
 
 
-async def canvas_caller(canvas_id: str, request: Request, svc: Services = Depends(services)) -> Caller:
+async def canvas_caller(
+    canvas_id: str, request: Request, svc: Services = Depends(services)
+) -> Caller:
     """Any participant of this canvas (or the operator); 401/403 otherwise."""
     token = bearer(request)
     if is_operator(svc, token):
@@ -65,4 +69,6 @@ def facilitator(caller: Caller = Depends(canvas_caller)) -> Caller:
 def operator_if_configured(request: Request, svc: Services = Depends(services)) -> None:
     """Open on the embedded default; needs the operator key when COCANVAS_ADMIN_TOKEN is set."""
     if svc.settings.admin_token and not is_operator(svc, bearer(request)):
-        raise HTTPException(401, "operator key required (Authorization: Bearer <COCANVAS_ADMIN_TOKEN>)")
+        raise HTTPException(
+            401, "operator key required (Authorization: Bearer <COCANVAS_ADMIN_TOKEN>)"
+        )

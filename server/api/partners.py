@@ -20,9 +20,8 @@ from fastapi.responses import JSONResponse
 from pycrdt import Doc, Map
 from pydantic import BaseModel, Field
 
-from .. import protocol
 from ..auth import new_user_id
-from ..broker.base import KIND_CONTROL, KIND_UPDATE
+from ..broker.base import KIND_CONTROL
 from ..canvas import templates
 from ..limits import AddressBuckets
 from ..session import ROLES, Identity
@@ -135,21 +134,7 @@ async def apply_server_change(
     """
     room = await svc.rooms.acquire(canvas_id)
     try:
-        doc = room.doc
-        before = doc.get_state()
-        with doc.transaction(origin="server"):
-            change(doc)
-        update = doc.get_update(before)
-        if doc.get_state() == before:
-            return None
-        if room._rebuild_replay is not None:
-            room._rebuild_replay.append(update)
-        await room._persist(update, audit)
-        frame = protocol.sync_update(update)
-        for session in list(room.sessions):
-            session.send(frame)
-        room.broker.publish(room.canvas_id, KIND_UPDATE, update)
-        return update
+        return await room.apply_server_change(change, audit)
     finally:
         svc.rooms.release(room)
 

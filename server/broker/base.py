@@ -10,6 +10,7 @@ moves opaque bytes (``_send`` / ``_on_raw``) and reports connection loss and ret
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,10 @@ log = logging.getLogger("cocanvas.broker")
 KIND_UPDATE = 0  # a Yjs update, already durable in the store
 KIND_AWARENESS = 1  # an awareness update (coalesced entries)
 KIND_CONTROL = 2  # server control: orjson-free tiny payloads, e.g. b"close:<reason>"
+KIND_MARK = 3  # "my last sequence number on this canvas is N": reveals a lost tail message
+
+# How often a node repeats its latest sequence number on canvases it published to.
+MARK_INTERVAL_S = 1.0
 
 _MAGIC = b"CC1"
 
@@ -74,6 +79,8 @@ class Broker(abc.ABC):
         self._in_seq: dict[tuple[str, str], int] = {}
         self._drop_next = 0  # test hook: publish this many messages into the void
         self._state_listeners: list[Callable[[bool], None]] = []
+        self._unmarked: set[str] = set()  # canvases published to since the last mark
+        self._marker: asyncio.Task[None] | None = None
 
     # -- transport, per implementation ----------------------------------------------------
 
@@ -114,10 +121,30 @@ class Broker(abc.ABC):
     def publish(self, canvas_id: str, kind: int, payload: bytes) -> None:
         seq = self._out_seq.get(canvas_id, 0) + 1
         self._out_seq[canvas_id] = seq
+        self._unmarked.add(canvas_id)
+        if self._marker is None:
+            self._marker = asyncio.get_running_loop().create_task(self._mark_loop())
         if self._drop_next > 0:
             self._drop_next -= 1
             return
         self._send(canvas_id, encode_message(self.node_id, seq, kind, payload))
+
+    async def _mark_loop(self) -> None:
+        """Repeat the latest sequence number of recently used canvases.
+
+        A gap is otherwise only noticed when the next message arrives; if the lost message was the
+        last one for a while, the mark reveals it within a second.
+        """
+        try:
+            while self._unmarked:
+                await asyncio.sleep(MARK_INTERVAL_S)
+                canvases, self._unmarked = self._unmarked, set()
+                for canvas_id in canvases:
+                    seq = self._out_seq.get(canvas_id)
+                    if seq is not None and self.connected:
+                        self._send(canvas_id, encode_message(self.node_id, seq, KIND_MARK, b""))
+        finally:
+            self._marker = None
 
     def drop_next_publishes(self, count: int = 1) -> None:
         """Test hook: the next ``count`` publishes are numbered but never sent."""
@@ -138,15 +165,31 @@ class Broker(abc.ABC):
             return
         if message.node_id == self.node_id:
             return
+        self._heard_from(message.node_id)
         key = (canvas_id, message.node_id)
         last = self._in_seq.get(key)
+        if message.kind == KIND_MARK:
+            if message.seq != (last or 0):
+                self._in_seq[key] = max(message.seq, last or 0)
+                log.info(
+                    "missed messages on %s from %s up to %s",
+                    canvas_id,
+                    message.node_id,
+                    message.seq,
+                )
+                listener.on_broker_gap()
+            return
         self._in_seq[key] = message.seq
         listener.on_broker_message(message)
-        if last is not None and message.seq != last + 1:
-            log.info(
-                "gap on %s from %s: %s -> %s", canvas_id, message.node_id, last, message.seq
-            )
+        # Sequences start at 1 when a node subscribes: a first message numbered higher, or any
+        # jump, means something was missed.
+        if message.seq != (last or 0) + 1:
+            log.info("gap on %s from %s: %s -> %s", canvas_id, message.node_id, last, message.seq)
             listener.on_broker_gap()
+
+    def _heard_from(self, node_id: str) -> None:  # noqa: B027 - optional hook
+        """A message from ``node_id`` arrived: implementations that track liveness note it, so a
+        node that dies before its first heartbeat reached us is still noticed."""
 
     def _set_connected(self, up: bool) -> None:
         """Implementations call this on connection loss and return."""

@@ -337,6 +337,9 @@ class RedisBroker(Broker):
 
     # -- node liveness ------------------------------------------------------------------
 
+    def _heard_from(self, node_id: str) -> None:
+        self._peers[node_id] = time.monotonic()
+
     def _on_node_message(self, data: bytes) -> None:
         if data.startswith(_HB):
             node = data[len(_HB) :].decode(errors="replace")

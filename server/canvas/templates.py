@@ -37,34 +37,126 @@ class BlockSpec:
 
 
 BUSINESS_MODEL = (
-    BlockSpec("key-partners", "Key Partners", "Who are our key partners and suppliers?", "bmc", "key-partners"),
-    BlockSpec("key-activities", "Key Activities", "What key activities does our value proposition require?", "bmc", "key-activities"),
-    BlockSpec("key-resources", "Key Resources", "What key resources does our value proposition require?", "bmc", "key-resources"),
-    BlockSpec("value-propositions", "Value Propositions", "What value do we deliver to the customer?", "bmc", "value-propositions"),
-    BlockSpec("customer-relationships", "Customer Relationships", "What relationship does each segment expect?", "bmc", "customer-relationships"),
-    BlockSpec("channels", "Channels", "Through which channels do our segments want to be reached?", "bmc", "channels"),
-    BlockSpec("customer-segments", "Customer Segments", "For whom are we creating value?", "bmc", "customer-segments"),
-    BlockSpec("cost-structure", "Cost Structure", "What are the most important costs in our model?", "bmc", "cost-structure"),
-    BlockSpec("revenue-streams", "Revenue Streams", "For what value are our customers willing to pay?", "bmc", "revenue-streams"),
+    BlockSpec(
+        "key-partners",
+        "Key Partners",
+        "Who are our key partners and suppliers?",
+        "bmc",
+        "key-partners",
+    ),
+    BlockSpec(
+        "key-activities",
+        "Key Activities",
+        "What key activities does our value proposition require?",
+        "bmc",
+        "key-activities",
+    ),
+    BlockSpec(
+        "key-resources",
+        "Key Resources",
+        "What key resources does our value proposition require?",
+        "bmc",
+        "key-resources",
+    ),
+    BlockSpec(
+        "value-propositions",
+        "Value Propositions",
+        "What value do we deliver to the customer?",
+        "bmc",
+        "value-propositions",
+    ),
+    BlockSpec(
+        "customer-relationships",
+        "Customer Relationships",
+        "What relationship does each segment expect?",
+        "bmc",
+        "customer-relationships",
+    ),
+    BlockSpec(
+        "channels",
+        "Channels",
+        "Through which channels do our segments want to be reached?",
+        "bmc",
+        "channels",
+    ),
+    BlockSpec(
+        "customer-segments",
+        "Customer Segments",
+        "For whom are we creating value?",
+        "bmc",
+        "customer-segments",
+    ),
+    BlockSpec(
+        "cost-structure",
+        "Cost Structure",
+        "What are the most important costs in our model?",
+        "bmc",
+        "cost-structure",
+    ),
+    BlockSpec(
+        "revenue-streams",
+        "Revenue Streams",
+        "For what value are our customers willing to pay?",
+        "bmc",
+        "revenue-streams",
+    ),
 )
 
 CUSTOMER_PROFILE = (
-    BlockSpec("customer-jobs", "Customer Jobs", "What jobs is the customer trying to get done?", "customer-profile", "jobs"),
-    BlockSpec("pains", "Pains", "What annoys the customer before, during and after the job?", "customer-profile", "pains"),
-    BlockSpec("gains", "Gains", "What outcomes and benefits does the customer want?", "customer-profile", "gains"),
+    BlockSpec(
+        "customer-jobs",
+        "Customer Jobs",
+        "What jobs is the customer trying to get done?",
+        "customer-profile",
+        "jobs",
+    ),
+    BlockSpec(
+        "pains",
+        "Pains",
+        "What annoys the customer before, during and after the job?",
+        "customer-profile",
+        "pains",
+    ),
+    BlockSpec(
+        "gains",
+        "Gains",
+        "What outcomes and benefits does the customer want?",
+        "customer-profile",
+        "gains",
+    ),
 )
 
 VALUE_MAP = (
-    BlockSpec("products-services", "Products & Services", "What do we offer to get the job done?", "value-map", "products"),
-    BlockSpec("pain-relievers", "Pain Relievers", "How do we relieve the customer's pains?", "value-map", "relievers"),
-    BlockSpec("gain-creators", "Gain Creators", "How do we create the gains the customer wants?", "value-map", "creators"),
+    BlockSpec(
+        "products-services",
+        "Products & Services",
+        "What do we offer to get the job done?",
+        "value-map",
+        "products",
+    ),
+    BlockSpec(
+        "pain-relievers",
+        "Pain Relievers",
+        "How do we relieve the customer's pains?",
+        "value-map",
+        "relievers",
+    ),
+    BlockSpec(
+        "gain-creators",
+        "Gain Creators",
+        "How do we create the gains the customer wants?",
+        "value-map",
+        "creators",
+    ),
 )
 
 
 def partner_value_map(org_id: str, org_name: str) -> tuple[BlockSpec, ...]:
     """One value map per partner organization, so complementary offers stand side by side."""
     return tuple(
-        BlockSpec(f"{org_id}:{b.id}", f"{b.title} — {org_name}", b.hint, "value-map", b.kind, org_id)
+        BlockSpec(
+            f"{org_id}:{b.id}", f"{b.title} — {org_name}", b.hint, "value-map", b.kind, org_id
+        )
         for b in VALUE_MAP
     )
 
@@ -149,7 +241,11 @@ def write_org(orgs: Map, org: OrgSpec) -> None:
 
 
 def initial_update(
-    title: str, template: str, orgs: list[OrgSpec], protect_notes: bool, created_at: float | None = None
+    title: str,
+    template: str,
+    orgs: list[OrgSpec],
+    protect_notes: bool,
+    created_at: float | None = None,
 ) -> bytes:
     """The whole template as one Yjs update, written by a 32-bit server client id."""
     doc = Doc(client_id=server_client_id())

@@ -150,9 +150,7 @@ class Store(abc.ABC):
     # -- the document -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def append(
-        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
-    ) -> int:
+    async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
         """Durably append one update (and its audit entries); return its row id.
 
         Returns only once the write is committed; concurrent appends share one commit.

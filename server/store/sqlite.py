@@ -235,7 +235,13 @@ class SQLiteStore(Store):
         def fn(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT INTO canvases(id, title, template, created_at, settings) VALUES (?,?,?,?,?)",
-                (record.id, record.title, record.template, record.created_at, orjson.dumps(record.settings)),
+                (
+                    record.id,
+                    record.title,
+                    record.template,
+                    record.created_at,
+                    orjson.dumps(record.settings),
+                ),
             )
             if initial_update is not None:
                 c.execute(
@@ -302,7 +308,16 @@ class SQLiteStore(Store):
                     "INSERT INTO audit(canvas_id, at, user_id, user_name, org_id, action, target, detail)"
                     " VALUES (?,?,?,?,?,?,?,?)",
                     [
-                        (a.canvas_id, a.at, a.user_id, a.user_name, a.org_id, a.action, a.target, a.detail)
+                        (
+                            a.canvas_id,
+                            a.at,
+                            a.user_id,
+                            a.user_name,
+                            a.org_id,
+                            a.action,
+                            a.target,
+                            a.detail,
+                        )
                         for a in audit
                     ],
                 )
@@ -317,7 +332,8 @@ class SQLiteStore(Store):
         if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
             return None
         snap = c.execute(
-            "SELECT id, data FROM snapshots WHERE canvas_id=? ORDER BY id DESC LIMIT 1", (canvas_id,)
+            "SELECT id, data FROM snapshots WHERE canvas_id=? ORDER BY id DESC LIMIT 1",
+            (canvas_id,),
         ).fetchone()
         rows = c.execute(
             "SELECT id, data FROM updates WHERE canvas_id=? ORDER BY id", (canvas_id,)
@@ -359,7 +375,8 @@ class SQLiteStore(Store):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 deleted += c.execute(
-                    f"DELETE FROM updates WHERE canvas_id=? AND id IN ({marks})", (canvas_id, *chunk)
+                    f"DELETE FROM updates WHERE canvas_id=? AND id IN ({marks})",
+                    (canvas_id, *chunk),
                 ).rowcount
             if deleted != len(ids):
                 raise StoreError("log changed under compaction")  # savepoint rolls it back
@@ -394,7 +411,9 @@ class SQLiteStore(Store):
 
     # -- named versions -----------------------------------------------------------------
 
-    async def save_version(self, canvas_id: str, name: str, state: bytes, created_by: str) -> Version:
+    async def save_version(
+        self, canvas_id: str, name: str, state: bytes, created_by: str
+    ) -> Version:
         now = time.time()
 
         def fn(c: sqlite3.Connection) -> Version:
@@ -449,7 +468,9 @@ class SQLiteStore(Store):
 
     # -- invites and participants ---------------------------------------------------------
 
-    _INVITE_COLS = "id, canvas_id, org_id, role, created_at, expires_at, created_by, max_uses, uses, revoked"
+    _INVITE_COLS = (
+        "id, canvas_id, org_id, role, created_at, expires_at, created_by, max_uses, uses, revoked"
+    )
 
     @staticmethod
     def _invite(row: tuple[Any, ...]) -> Invite:
@@ -457,13 +478,23 @@ class SQLiteStore(Store):
 
     async def create_invite(self, invite: Invite) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            if c.execute("SELECT 1 FROM canvases WHERE id=?", (invite.canvas_id,)).fetchone() is None:
+            if (
+                c.execute("SELECT 1 FROM canvases WHERE id=?", (invite.canvas_id,)).fetchone()
+                is None
+            ):
                 raise CanvasNotFound(invite.canvas_id)
             c.execute(
                 f"INSERT INTO invites({self._INVITE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
-                    invite.id, invite.canvas_id, invite.org_id, invite.role, invite.created_at,
-                    invite.expires_at, invite.created_by, invite.max_uses, invite.uses,
+                    invite.id,
+                    invite.canvas_id,
+                    invite.org_id,
+                    invite.role,
+                    invite.created_at,
+                    invite.expires_at,
+                    invite.created_by,
+                    invite.max_uses,
+                    invite.uses,
                     int(invite.revoked),
                 ),
             )
@@ -491,7 +522,8 @@ class SQLiteStore(Store):
         def fn(c: sqlite3.Connection) -> bool:
             return (
                 c.execute(
-                    "UPDATE invites SET revoked=1 WHERE id=? AND canvas_id=?", (invite_id, canvas_id)
+                    "UPDATE invites SET revoked=1 WHERE id=? AND canvas_id=?",
+                    (invite_id, canvas_id),
                 ).rowcount
                 > 0
             )
