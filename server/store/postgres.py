@@ -175,7 +175,10 @@ class PostgresStore(Store):
             # A restarted server leaves dead connections in the pool; check each on checkout
             # so one failure does not become one per pooled connection.
             check=AsyncConnectionPool.check_connection,
-            reconnect_timeout=0,  # keep trying for ever: the server may be restarting
+            # Give up a failed background reconnect at once instead of retrying with growing
+            # backoff: the next request then connects on demand, so we resume within
+            # milliseconds of the server's return rather than at the next backoff tick.
+            reconnect_timeout=0,
         )
         self._pending: list[_Append] = []
         self._wake = asyncio.Event()

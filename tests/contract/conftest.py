@@ -6,11 +6,14 @@ fails it in CI (CI=true), where a silently skipped suite would hide a broken dep
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,3 +137,62 @@ def pg_url(pg_schema: str) -> str:
     sep = "&" if "?" in PG_BASE_URL else "?"
     options = quote(f"-c search_path={pg_schema}")
     return f"{PG_BASE_URL}{sep}options={options}&application_name={pg_schema}"
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free port, so a test may stop and restart it."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bin = bindir
+        # Outside pytest's tmp tree, which the postgres user cannot enter.
+        self.root = Path(tempfile.mkdtemp(prefix="cocanvas-pg-"))
+        os.chmod(self.root, 0o755)
+        self.data = self.root / "data"
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
+
+    def init(self) -> None:
+        self.data.mkdir()
+        shutil.chown(self.data, "postgres", "postgres")
+        shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o", opts, "start"
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins or shutil.which("runuser") is None:
+        require_service("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    pg = PrivatePostgres(Path(bins[-1]).parent)
+    try:
+        pg.init()
+        pg.start()
+        yield pg
+    finally:
+        pg.remove()

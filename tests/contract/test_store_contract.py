@@ -29,7 +29,7 @@ from server.store.base import (
 )
 from server.store.postgres import PostgresStore
 
-from .conftest import free_port
+from .conftest import PrivatePostgres, free_port
 
 StoreFactory = Callable[[], Awaitable[Store]]
 
@@ -563,3 +563,49 @@ async def test_pg_connections_killed_under_load(store: Store, pg_url: str, pg_sc
     assert doc is not None
     # Every acknowledged append is durable; failed ones may or may not be (caller resends).
     assert set(committed) <= {rid for rid, _ in doc.updates}
+
+
+async def test_pg_server_restart_under_load(private_pg: PrivatePostgres) -> None:
+    """A real restart: appends fail while the server is away and succeed soon after it returns."""
+    pg = PostgresStore(private_pg.url, connect_timeout=1)
+    await pg.start()
+    try:
+        author = Author()
+        await pg.create_canvas(canvas("c"), None)
+        committed: list[int] = []
+        failures = 0
+        stop = asyncio.Event()
+
+        async def load_gen() -> None:
+            nonlocal failures
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    committed.append(await pg.append("c", author.edit(f"{id(stop)}-{i}", "x")))
+                except StoreError:
+                    failures += 1
+                    await asyncio.sleep(0.05)
+
+        tasks = [asyncio.create_task(load_gen()) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(private_pg.stop, "immediate")
+        await asyncio.sleep(1.0)
+        with pytest.raises(StoreError):
+            await pg.ping()
+        assert failures > 0
+        down_count = len(committed)
+        await asyncio.to_thread(private_pg.start)
+        back = time.monotonic()
+        while len(committed) == down_count:
+            assert time.monotonic() - back < 5, "appends did not resume after the restart"
+            await asyncio.sleep(0.02)
+        recovered_s = time.monotonic() - back
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert recovered_s < 3, f"took {recovered_s:.2f}s to resume"
+        await pg.ping()
+        doc = await pg.load("c")
+        assert doc is not None and set(committed) <= {rid for rid, _ in doc.updates}
+    finally:
+        await pg.close()
