@@ -12,6 +12,7 @@ deletes exactly the rows it merged (by id) and never "everything up to id N".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -183,6 +184,7 @@ class PostgresStore(Store):
         self._pending: list[_Append] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_conn: AConn | None = None
         self._closing = False
         # Numbers for /metrics and the benchmark.
         self.batches = 0
@@ -231,6 +233,10 @@ class PostgresStore(Store):
             self._wake.set()
             await self._flusher
             self._flusher = None
+        if self._flush_conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._flush_conn.close()
+            self._flush_conn = None
         await self._pool.close()
 
     async def ping(self) -> None:
@@ -329,8 +335,18 @@ class PostgresStore(Store):
 
     async def _write_batch(self, batch: list[_Append]) -> None:
         try:
-            async with self._conn() as conn, conn.transaction():
-                ids = await self._insert_batch(conn, batch)
+            conn = await self._flush_connection()
+            try:
+                async with conn.transaction():
+                    ids = await self._insert_batch(conn, batch)
+            except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    self._flush_conn = None  # reconnect for the next batch
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+                if isinstance(exc, errors.ForeignKeyViolation):
+                    raise CanvasNotFound(str(exc)) from exc  # deleted mid-batch: cannot happen
+                raise StoreError(str(exc)) from exc
         except Exception as exc:
             # The commit may or may not have happened (connection lost mid-COMMIT): callers
             # treat it as failed and resend, which Yjs updates tolerate (they are idempotent).
@@ -355,54 +371,65 @@ class PostgresStore(Store):
             else:
                 item.future.set_result(row_id)
 
-    async def _insert_batch(self, conn: AConn, batch: list[_Append]) -> list[int | None]:
-        """Insert the batch's rows; None for appends whose canvas does not exist.
+    async def _flush_connection(self) -> AConn:
+        """The flusher's own connection: no pool checkout or health probe per batch."""
+        conn = self._flush_conn
+        if conn is None or conn.closed or conn.broken:
+            try:
+                conn = await AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+                )
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL unreachable: {exc}") from exc
+            self._flush_conn = conn
+        return conn
 
-        KEY SHARE locks the canvases for the transaction, so a concurrent delete waits for the
-        commit instead of failing the whole batch with a foreign-key error; compaction's
-        NO KEY UPDATE lock does not conflict with it.
+    async def _insert_batch(self, conn: AConn, batch: list[_Append]) -> list[int | None]:
+        """Insert the batch's rows in one statement; None for appends whose canvas is missing.
+
+        KEY SHARE locks the canvases until COMMIT, so a concurrent delete waits instead of
+        failing the whole batch with a foreign-key error (compaction's NO KEY UPDATE lock does
+        not conflict with it). Ids are drawn in a CTE that is evaluated once and returned with
+        each row's position, so every caller gets its own row's id without relying on
+        RETURNING order.
         """
         wanted = sorted({item.canvas_id for item in batch})
         cur = await conn.execute(
-            "SELECT id FROM canvases WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (wanted,)
+            "WITH ok AS (SELECT id FROM canvases WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE),"
+            " src AS MATERIALIZED ("
+            "  SELECT t.n, t.c, t.d, nextval(pg_get_serial_sequence('updates', 'id')) AS id"
+            "  FROM unnest(%s::text[], %b::bytea[]) WITH ORDINALITY AS t(c, d, n)"
+            "  WHERE t.c IN (SELECT id FROM ok) ORDER BY t.n),"
+            " ins AS (INSERT INTO updates (id, canvas_id, data) SELECT id, c, d FROM src)"
+            " SELECT n, id FROM src",
+            (wanted, [item.canvas_id for item in batch], [item.update for item in batch]),
         )
-        existing = {row[0] for row in await cur.fetchall()}
-        rows = [item for item in batch if item.canvas_id in existing]
-        ids: dict[int, int] = {}
-        if rows:
-            # Ids are drawn first so each caller gets its own row's id without relying on
-            # RETURNING order.
-            cur = await conn.execute(
-                "SELECT nextval(pg_get_serial_sequence('updates', 'id'))"
-                " FROM generate_series(1, %s)",
-                (len(rows),),
-            )
-            new_ids = [int(r[0]) for r in await cur.fetchall()]
+        position = {int(n): int(row_id) for n, row_id in await cur.fetchall()}
+        ids: list[int | None] = [position.get(i) for i in range(1, len(batch) + 1)]
+        entries = [
+            e
+            for item, row_id in zip(batch, ids, strict=True)
+            if row_id is not None
+            for e in item.audit
+        ]
+        if entries:
             await conn.execute(
-                "INSERT INTO updates (id, canvas_id, data)"
-                " SELECT * FROM unnest(%s::bigint[], %s::text[], %b::bytea[])",
-                (new_ids, [r.canvas_id for r in rows], [r.update for r in rows]),
+                "INSERT INTO audit"
+                " (canvas_id, at, user_id, user_name, org_id, action, target, detail)"
+                " SELECT * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::text[])",
+                (
+                    [e.canvas_id for e in entries],
+                    [e.at for e in entries],
+                    [e.user_id for e in entries],
+                    [e.user_name for e in entries],
+                    [e.org_id for e in entries],
+                    [e.action for e in entries],
+                    [e.target for e in entries],
+                    [e.detail for e in entries],
+                ),
             )
-            ids = {id(item): row_id for item, row_id in zip(rows, new_ids, strict=True)}
-            entries = [e for item in rows for e in item.audit]
-            if entries:
-                await conn.execute(
-                    "INSERT INTO audit"
-                    " (canvas_id, at, user_id, user_name, org_id, action, target, detail)"
-                    " SELECT * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[],"
-                    " %s::text[], %s::text[], %s::text[], %s::text[])",
-                    (
-                        [e.canvas_id for e in entries],
-                        [e.at for e in entries],
-                        [e.user_id for e in entries],
-                        [e.user_name for e in entries],
-                        [e.org_id for e in entries],
-                        [e.action for e in entries],
-                        [e.target for e in entries],
-                        [e.detail for e in entries],
-                    ),
-                )
-        return [ids.get(id(item)) for item in batch]
+        return ids
 
     # -- the document: reads and compaction -----------------------------------------------
 

@@ -119,10 +119,14 @@ async def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default=None)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--redis-only", action="store_true")
+    parser.add_argument("--pg-only", action="store_true")
     args = parser.parse_args()
     for n in (1, 16, 256):
-        if args.seconds > 0:
+        if args.seconds > 0 and not args.redis_only:
             await bench_postgres(args.pg, n, args.seconds)
+    if args.pg_only:
+        return
     if args.redis:
         await bench_redis(args.redis, 50_000)
     else:

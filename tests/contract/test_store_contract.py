@@ -246,9 +246,12 @@ async def test_concurrent_appends_all_commit(make_store: StoreFactory) -> None:
     ]
     ids = await asyncio.gather(*work)
     assert len(set(ids)) == len(ids)
+    # Appends sharing a commit keep their submission order in the log.
+    burst = await asyncio.gather(*[a.append("c1", b"\x00\x00") for _ in range(50)])
+    assert burst == sorted(burst)
     for cid, author in authors.items():
         doc = await a.load(cid)
-        assert doc is not None and len(doc.updates) == 300
+        assert doc is not None and len(doc.updates) == 300 + (50 if cid == "c1" else 0)
         assert notes_of(doc.parts()) == author.expected()
         assert len(await a.list_audit(cid, limit=1000)) == 300
 
