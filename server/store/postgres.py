@@ -197,8 +197,12 @@ class PostgresStore(Store):
             await self._pool.open(wait=True, timeout=self._connect_timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             raise StoreError(f"PostgreSQL unreachable: {exc}") from exc
-        async with self._conn() as conn:
-            await self._migrate(conn)
+        try:
+            async with self._conn() as conn:
+                await self._migrate(conn)
+        except BaseException:
+            await self._pool.close()
+            raise
         self._closing = False
         self._flusher = asyncio.create_task(self._flush_loop(), name="postgres-group-commit")
 
