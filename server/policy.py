@@ -36,7 +36,7 @@ from pycrdt import Array, Doc, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
 from .canvas.templates import server_client_id
-from .room import Admitted, Room, UpdateGate
+from .room import Admitted, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
 
@@ -271,16 +271,18 @@ class PolicyGate(UpdateGate):
         reply: bytes | None = None
         net = update
         if decision.fixes:
-            before = doc.get_state()
-            with doc.transaction(origin="policy"):
+
+            def apply_fixes() -> None:
                 for fix in decision.fixes:
                     try:
                         fix()
                     except Exception:
                         # The client's update is in the doc already and must still be persisted.
                         log.exception("policy fix failed on %s", self.canvas_id)
-            reply = doc.get_update(before)
-            net = merge_binary(update, reply)
+
+            reply = transact(doc, "policy", apply_fixes)
+            if reply is not None:
+                net = merge_binary(update, reply)
         self._refresh_changes(changes)
         self._refresh(self._dirty)
         now = self.clock()

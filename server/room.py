@@ -74,6 +74,24 @@ def merge_updates(parts: list[bytes]) -> bytes:
     return doc.get_update()
 
 
+def transact(doc: Doc, origin: str, change: Callable[[], None]) -> bytes | None:
+    """Run ``change`` in one transaction and return exactly that transaction's update.
+
+    ``doc.get_update(state_before)`` would also carry the document's whole delete set, which
+    grows with every edit ever made and would then travel to every client with each change.
+    """
+    captured: list[bytes] = []
+    subscription = doc.observe(lambda event: captured.append(event.update))
+    try:
+        with doc.transaction(origin=origin):
+            change()
+    finally:
+        doc.unobserve(subscription)
+    if not captured or captured[0] == protocol.EMPTY_UPDATE:
+        return None
+    return captured[0]
+
+
 def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit))
 
@@ -289,12 +307,10 @@ class Room(BrokerListener):
         Written on the room's own document, so it is ordered after everything the room has
         seen; it then travels like any client's update.
         """
-        before = self.doc.get_state()
-        with self.doc.transaction(origin="server"):
-            change(self.doc)
-        if self.doc.get_state() == before:
+        doc = self.doc
+        update = transact(doc, "server", lambda: change(doc))
+        if update is None:
             return None
-        update = self.doc.get_update(before)
         await self._commit(update, audit, None)
         return update
 
