@@ -79,7 +79,10 @@ class RedisBroker(Broker):
         self._tasks: list[asyncio.Task[None]] = []
         # Other nodes, by id -> monotonic time of their last heartbeat.
         self._peers: dict[str, float] = {}
-        self.dropped = 0  # messages lost to a full queue or a down Redis (gaps heal them)
+        # For /metrics: messages lost to a full queue or a down Redis (gaps heal them), and
+        # connection losses.
+        self.dropped = 0
+        self.outages = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -188,6 +191,11 @@ class RedisBroker(Broker):
             return
         with contextlib.suppress(*_CONN_ERRORS):
             await pubsub.unsubscribe(channel)
+        # We read raw responses, so redis-py never sees the confirmation that would drop the
+        # channel from its own bookkeeping; without this a long-lived node would accumulate
+        # every canvas it ever served.
+        pubsub.channels.pop(channel, None)
+        pubsub.pending_unsubscribe_channels.discard(channel)
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -240,9 +248,11 @@ class RedisBroker(Broker):
                 await self._connect()
                 backoff = 0.05
                 await self._read_until_broken()
-            except _CONN_ERRORS as exc:
+            except Exception as exc:
                 if self._closing:
                     return
+                if not isinstance(exc, _CONN_ERRORS):
+                    log.exception("Redis broker reader failed; reconnecting")
                 self._went_down(exc)
                 await self._drop_pubsub()
                 # Jitter keeps a fleet of nodes from reconnecting in lockstep.
@@ -271,7 +281,7 @@ class RedisBroker(Broker):
         self._up = True
         self._up_event.set()
         log.info("Redis broker %s connected (%d channels)", self.node_id, len(self._channels))
-        self._set_connected(True)
+        self._notify_state(True)
 
     async def _await_confirmations(self, pubsub: PubSub, pending: set[bytes]) -> None:
         """Read until Redis confirmed every channel, so healing starts after we listen."""
@@ -305,6 +315,13 @@ class RedisBroker(Broker):
             raise ConnectionError("no traffic, not even our own heartbeat") from None
 
     def _dispatch(self, message: list[bytes]) -> None:
+        try:
+            self._dispatch_unguarded(message)
+        except Exception:
+            # A failing listener must not take the node's only reader down with it.
+            log.exception("broker listener failed on %r", message[1])
+
+    def _dispatch_unguarded(self, message: list[bytes]) -> None:
         mtype, channel, data = message[0], message[1], message[2]
         if mtype == b"message":
             if channel == self._nodes_channel:
@@ -325,9 +342,16 @@ class RedisBroker(Broker):
             for future in self._confirm.values():
                 if not future.done():
                     future.set_result(None)  # subscribers stop waiting; reconnect covers them
-            self._set_connected(False)
+            self.outages += 1
+            self._notify_state(False)
         else:
             log.debug("Redis still unreachable: %s", exc)
+
+    def _notify_state(self, up: bool) -> None:
+        try:
+            self._set_connected(up)
+        except Exception:
+            log.exception("broker state listener failed")
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -358,7 +382,10 @@ class RedisBroker(Broker):
                     await self._redis.publish(self._nodes_channel, beat)
                 except _CONN_ERRORS as exc:
                     log.debug("heartbeat failed: %s", exc)
-                self._reap_peers()
+                try:
+                    self._reap_peers()
+                except Exception:
+                    log.exception("forgetting a lost node failed")
             await asyncio.sleep(self._hb_interval)
 
     def _reap_peers(self) -> None:

@@ -181,6 +181,39 @@ async def test_channels_are_independent(cluster: Cluster) -> None:
     assert r1.gaps == r2.gaps == 0
 
 
+async def test_payloads_and_ids_travel_unchanged(cluster: Cluster) -> None:
+    odd = "ünï:cøde/with spaces:and:colons"
+    a, b = await cluster.node("node-a"), await cluster.node("node-b")
+    rb = Recorder()
+    await b.subscribe(odd, rb)
+    big = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    a.publish(odd, KIND_UPDATE, big)
+    a.publish(odd, KIND_UPDATE, b"")
+    await rb.wait_for(lambda: len(rb.messages) == 2)
+    assert rb.messages[0].payload == big and rb.messages[1].payload == b""
+    assert rb.messages[0].canvas_id == odd
+
+
+class Exploding(Recorder):
+    def on_broker_message(self, message: BrokerMessage) -> None:
+        super().on_broker_message(message)
+        if message.payload == b"boom":
+            raise RuntimeError("a room bug")
+
+
+async def test_failing_listener_does_not_stop_delivery(cluster: Cluster) -> None:
+    a, b = await cluster.node("node-a"), await cluster.node("node-b")
+    bad, good = Exploding(), Recorder()
+    await b.subscribe("bad", bad)
+    await b.subscribe("good", good)
+    a.publish("bad", KIND_UPDATE, b"boom")
+    a.publish("good", KIND_UPDATE, b"still here")
+    a.publish("bad", KIND_UPDATE, b"and here")
+    await good.wait_for(lambda: len(good.messages) == 1)
+    await bad.wait_for(lambda: len(bad.messages) == 2)
+    assert b.connected
+
+
 async def test_sequence_gap_triggers_heal(cluster: Cluster) -> None:
     a, b, _, rb = await two_nodes(cluster)
     a.publish("c1", KIND_UPDATE, b"1")
