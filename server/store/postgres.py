@@ -160,8 +160,13 @@ class PostgresStore(Store):
         *,
         batch_max: int = 512,
         connect_timeout: float = 5.0,
+        synchronous_commit: bool = True,
     ) -> None:
         self.url = url
+        # False trades the last fraction of a second of appends on a PostgreSQL crash (not a
+        # node crash: the server still has them) for commits that do not wait for the WAL
+        # flush; never corrupts. Matches the SQLite store's durability="os".
+        self._synchronous_commit = synchronous_commit
         self._batch_max = batch_max
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
@@ -385,6 +390,8 @@ class PostgresStore(Store):
                 )
             except psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL unreachable: {exc}") from exc
+            if not self._synchronous_commit:
+                await conn.execute("SET synchronous_commit = off")
             self._flush_conn = conn
         return conn
 

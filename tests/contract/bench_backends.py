@@ -25,11 +25,15 @@ from server.store.postgres import PostgresStore
 from .conftest import RedisServer, free_port
 
 
-async def bench_postgres(base_url: str, appenders: int, seconds: float) -> None:
+async def bench_postgres(
+    base_url: str, appenders: int, seconds: float, synchronous_commit: bool = True
+) -> None:
     schema = f"cc_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    store = PostgresStore(f"{base_url}?options=-csearch_path%3D{schema}")
+    store = PostgresStore(
+        f"{base_url}?options=-csearch_path%3D{schema}", synchronous_commit=synchronous_commit
+    )
     try:
         await store.start()
         canvases = [f"c{i}" for i in range(50)]
@@ -56,7 +60,8 @@ async def bench_postgres(base_url: str, appenders: int, seconds: float) -> None:
         p50 = latencies[len(latencies) // 2] * 1000
         p99 = latencies[int(len(latencies) * 0.99)] * 1000
         print(
-            f"postgres append: {appenders} concurrent appenders, {done / elapsed:,.0f} appends/s,"
+            f"postgres append (synchronous_commit={synchronous_commit}):"
+            f" {appenders} concurrent appenders, {done / elapsed:,.0f} appends/s,"
             f" {store.batched_appends / max(store.batches, 1):.1f} appends/commit,"
             f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
@@ -125,6 +130,7 @@ async def main() -> None:
     for n in (1, 16, 256):
         if args.seconds > 0 and not args.redis_only:
             await bench_postgres(args.pg, n, args.seconds)
+            await bench_postgres(args.pg, n, args.seconds, synchronous_commit=False)
     if args.pg_only:
         return
     if args.redis:

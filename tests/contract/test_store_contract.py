@@ -612,3 +612,15 @@ async def test_pg_server_restart_under_load(private_pg: PrivatePostgres) -> None
         assert doc is not None and set(committed) <= {rid for rid, _ in doc.updates}
     finally:
         await pg.close()
+
+
+async def test_pg_relaxed_durability_still_commits(pg_url: str) -> None:
+    pg = PostgresStore(pg_url, synchronous_commit=False)
+    await pg.start()
+    try:
+        await pg.create_canvas(canvas("c"), None)
+        ids = await asyncio.gather(*[pg.append("c", bytes([i])) for i in range(20)])
+        doc = await pg.load("c")
+        assert doc is not None and [rid for rid, _ in doc.updates] == ids
+    finally:
+        await pg.close()
