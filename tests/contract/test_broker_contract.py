@@ -347,3 +347,22 @@ async def test_redis_heartbeat_lapse_reports_lost_node(cluster: Cluster) -> None
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def test_redis_silent_connection_is_noticed(cluster: Cluster) -> None:
+    """A connection that stays open but carries nothing (half-open socket, stalled server)."""
+    from redis.asyncio import Redis
+
+    server = redis_only(cluster)
+    a = await cluster.node("node-a")
+    states: list[bool] = []
+    a.add_state_listener(states.append)
+    admin = Redis.from_url(server.url)
+    try:
+        # Redis answers nobody for 2 s: not even our own heartbeat comes back.
+        await admin.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        await until(lambda: states == [False], within=2)
+        await until(lambda: a.connected, within=5)
+        assert states == [False, True]
+    finally:
+        await admin.aclose()
