@@ -48,5 +48,5 @@ if 'server_rss_kb_per_conn' in d: extra='KB/conn %s connect %s'%(d['server_rss_k
 print('$name', 'p50/p95/p99/max', l.get('p50'), l.get('p95'), l.get('p99'), l.get('max'), 'delivered', d.get('delivered_ratio'), 'srvCPU', s.get('cpu_pct_total'), 'harnessCPU', d.get('harness',{}).get('cpu_pct'), extra)
 " || echo "$name: no result"
   kill "$pid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; kill -9 "$pid" 2>/dev/null
-  rm -rf "$data"
+  [ -n "${KEEP_LOGS:-}" ] && cp "$data/log" "$(dirname "$OUT")/$LABEL-$name.log"; rm -rf "$data"
 done

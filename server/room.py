@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
+import pycrdt
 from pycrdt import Doc
 
 from . import closecodes, protocol
@@ -67,11 +68,15 @@ class UpdateGate:
 
 
 def merge_updates(parts: list[bytes]) -> bytes:
-    """Merge updates into one by integrating them; garbage-collects deleted content."""
-    doc = Doc()
-    for part in parts:
-        doc.apply_update(part)
-    return doc.get_update()
+    """Merge updates into one without integrating them into a document.
+
+    Yrs merges at the struct level, ~8x faster than applying into a scratch Doc (2.5 ms vs 22 ms
+    for 500 notes), and pycrdt holds the GIL either way, so this is what the event loop waits
+    for during a compaction. Deleted content stays in the snapshot, as it does in the log.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    return pycrdt.merge_updates(*parts)
 
 
 def transact(doc: Doc, origin: str, change: Callable[[], None]) -> bytes | None:
