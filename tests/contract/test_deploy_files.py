@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import free_port
+from .conftest import free_port, run_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -198,53 +197,14 @@ class Backend:
 
 
 @pytest.fixture
-def nginx_binary() -> str:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
-        pytest.skip("nginx not installed (apt-get install nginx-light) - routing not exercised")
-    return binary
-
-
-@pytest.fixture
-async def proxy(nginx_binary: str, tmp_path: Path) -> AsyncIterator[tuple[int, list[Backend]]]:
+async def proxy(tmp_path: Path) -> AsyncIterator[tuple[int, list[Backend]]]:
     backends = [Backend("node-1"), Backend("node-2")]
     for b in backends:
         await b.start()
-    port = free_port()
-    conf = (DEPLOY / "nginx.conf").read_text()
-    conf = conf.replace("cocanvas-1:8000", f"127.0.0.1:{backends[0].port}")
-    conf = conf.replace("cocanvas-2:8000", f"127.0.0.1:{backends[1].port}")
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
-    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp_path / temp).mkdir()
-        conf = conf.replace("http {", f"http {{\n    {temp}_temp_path {tmp_path}/{temp};", 1)
-    (tmp_path / "nginx.conf").write_text(conf)
-    check = await asyncio.create_subprocess_exec(
-        nginx_binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await check.communicate()
-    assert check.returncode == 0, err.decode()
-    proc = await asyncio.create_subprocess_exec(
-        nginx_binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-        "-g", "daemon off; user root;",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     try:
-        for _ in range(100):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.02)
-        yield port, backends
+        async with run_nginx(tmp_path, [b.port for b in backends]) as port:
+            yield port, backends
     finally:
-        proc.terminate()
-        await proc.wait()
         for b in backends:
             await b.stop()
 
