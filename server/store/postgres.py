@@ -2,8 +2,9 @@
 
 Appends are group-committed: callers queue, one flusher writes whatever queued meanwhile in one
 transaction and resolves every caller after COMMIT. Under load that turns N fsyncs into one, and a
-single caller still pays only one round trip of latency. Payloads travel as binary parameters
-(BYTEA), never JSON, on the hot path.
+lone caller never waits for company: a batch is whatever queued while the previous one committed.
+The flusher keeps its own connection and writes a batch in one statement, so a commit costs three
+round trips whatever its size. Payloads travel as binary parameters (BYTEA), never JSON.
 
 Row ids come from a sequence, which is not commit-ordered across nodes; compaction therefore
 deletes exactly the rows it merged (by id) and never "everything up to id N".
