@@ -36,17 +36,7 @@ for run in "${runs[@]}"; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
   common="--provider y-websocket --url ws://127.0.0.1:$PORT/ws --create http://127.0.0.1:$PORT/api/canvases --pid $pid"
   (cd "$BENCH" && node bench.js fanout $common --clients 10 --writers 2 --rate 10 --duration 3 >/dev/null 2>&1)
-  (cd "$BENCH" && node bench.js $args $common --label "$LABEL/$name" --out "$OUT" 2>/dev/null) | python3 -c "
-import json,sys
-d=json.loads(sys.stdin.read()); l=d.get('latency_ms') or {}
-s=d.get('server',{})
-extra=''
-if 'time_to_all_notes_ms' in json.dumps(d):
-    j=d.get('joiners') or d
-    extra=json.dumps({k:v for k,v in d.items() if k.startswith('time_to') or k in ('bytes_received',)})[:300]
-if 'server_rss_kb_per_conn' in d: extra='KB/conn %s connect %s'%(d['server_rss_kb_per_conn'], d.get('connect'))
-print('$name', 'p50/p95/p99/max', l.get('p50'), l.get('p95'), l.get('p99'), l.get('max'), 'delivered', d.get('delivered_ratio'), 'srvCPU', s.get('cpu_pct_total'), 'harnessCPU', d.get('harness',{}).get('cpu_pct'), extra)
-" || echo "$name: no result"
+  (cd "$BENCH" && node bench.js $args $common --label "$LABEL/$name" --out "$OUT" 2>/dev/null) | python3 "$here/scripts/summary_line.py" "$name"
   kill "$pid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; kill -9 "$pid" 2>/dev/null
   [ -n "${KEEP_LOGS:-}" ] && cp "$data/log" "$(dirname "$OUT")/$LABEL-$name.log"; rm -rf "$data"
 done

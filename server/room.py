@@ -121,7 +121,7 @@ class Room(BrokerListener):
         self.gate = gate or UpdateGate()
         # The server writes into this doc (corrections, HTTP changes): a 32-bit client id keeps
         # y-py 0.6 clients, which mis-decode larger ids, in sync.
-        self.doc = Doc(client_id=server_client_id())
+        self.doc: Doc = Doc(client_id=server_client_id())
         self.sessions: set[Session] = set()
         self.closed = False
         self._awareness_tick_s = awareness_tick_s
@@ -563,7 +563,7 @@ class Room(BrokerListener):
             stored = await self.store.load(self.canvas_id)
             if stored is None:
                 return
-            fresh = Doc(client_id=server_client_id())
+            fresh: Doc = Doc(client_id=server_client_id())
             for part in stored.parts() + self._rebuild_replay:
                 fresh.apply_update(part)
             self.gate.detach(self)

@@ -44,4 +44,8 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
 async def metrics(svc: Services = Depends(services)) -> Response:
     svc.metrics.rooms.set(len(svc.rooms))
     svc.metrics.room_loads.set(svc.rooms.loads)
+    m = svc.metrics
+    m.broker_dropped.set(getattr(svc.broker, "dropped", 0))
+    m.broker_outages.set(getattr(svc.broker, "outages", 0))
+    m.store_commits.set(getattr(svc.store, "commits", getattr(svc.store, "batches", 0)))
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

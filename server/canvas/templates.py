@@ -248,7 +248,7 @@ def initial_update(
     created_at: float | None = None,
 ) -> bytes:
     """The whole template as one Yjs update, written by a 32-bit server client id."""
-    doc = Doc(client_id=server_client_id())
+    doc: Doc = Doc(client_id=server_client_id())
     meta = doc.get("meta", type=Map)
     blocks = doc.get("blocks", type=Map)
     doc.get("notes", type=Map)

@@ -17,5 +17,5 @@ def open_store(url: str, batch_max: int = 512, durability: str = "fsync") -> Sto
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, batch_max=batch_max, synchronous_commit=durability == "fsync")
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///... or postgresql://...)")

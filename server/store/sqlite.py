@@ -504,7 +504,8 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _invite(row: tuple[Any, ...]) -> Invite:
-        return Invite(*row[:9], revoked=bool(row[9]))
+        (iid, cid, org, role, created, expires, by, max_uses, uses, revoked) = row
+        return Invite(iid, cid, org, role, created, expires, by, max_uses, uses, bool(revoked))
 
     async def create_invite(self, invite: Invite) -> None:
         def fn(c: sqlite3.Connection) -> None:
