@@ -21,8 +21,11 @@ client: client/dist/index.html
 run: $(STAMP) client
 	COCANVAS_DATA_DIR=$${COCANVAS_DATA_DIR:-./data} $(BIN)/cocanvas serve --host $${COCANVAS_HOST:-127.0.0.1} --port $${COCANVAS_PORT:-8000}
 
+# The browser tests drive Playwright's sync API, which keeps an event loop of its own running:
+# they get a pytest process of their own so the asyncio tests never share a process with it.
 test: $(STAMP) client
-	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check server tests
