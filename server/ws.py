@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from websockets.protocol import State
+
 from . import closecodes
 from .auth import TokenError
 from .closecodes import CloseSession
@@ -41,6 +43,31 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH_PREFIX = "/ws/"
+_OPEN = State.OPEN
+
+
+def ws_binary_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented binary WebSocket frame (RFC 6455 5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x82, n))
+    elif n < 65536:
+        head = bytes((0x82, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+# The frame last encoded, and its wire form: a fan-out sends one bytes object to every session
+# in a row, so a one-entry cache encodes each broadcast once, not once per recipient.
+_last_frame: list[bytes] = [b"", b""]
+
+
+def _wire(frame: bytes) -> bytes:
+    if frame is not _last_frame[0]:
+        _last_frame[0] = frame
+        _last_frame[1] = ws_binary_frame(frame)
+    return _last_frame[1]
 
 
 class WebSocketSession(Session):
@@ -50,9 +77,20 @@ class WebSocketSession(Session):
         super().__init__(identity)
         self._send = send
         self._max_backlog = max_backlog_bytes
-        # The transport behind uvicorn's protocol, when reachable, tells how far the peer lags.
+        # Behind uvicorn's sans-I/O protocol: the transport tells how far the peer lags, and,
+        # with no extension negotiated (compression is off), data frames can be written to it
+        # directly, pre-encoded once per broadcast. Any other server takes the ASGI path.
         protocol = getattr(send, "__self__", None)
+        self._protocol = protocol
         self._transport = getattr(protocol, "transport", None)
+        conn = getattr(protocol, "conn", None)
+        self._conn = conn
+        self._direct = (
+            self._transport is not None
+            and conn is not None
+            and getattr(conn, "extensions", None) == []
+            and hasattr(protocol, "close_sent")
+        )
         self._queue: collections.deque[Message] = collections.deque()
         self._writer: asyncio.Task[None] | None = None
         self._close: tuple[int, str] | None = None
@@ -66,9 +104,19 @@ class WebSocketSession(Session):
         if self._close is not None or self._done:
             return
         transport = self._transport
-        if transport is not None and transport.get_write_buffer_size() > self._max_backlog:
-            self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
-            return
+        if transport is not None:
+            if transport.get_write_buffer_size() > self._max_backlog:
+                self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+                return
+            if (
+                self._direct
+                and self._writer is None
+                and self._conn.state is _OPEN  # type: ignore[union-attr]
+                and not self._protocol.close_sent  # type: ignore[union-attr]
+                and not transport.is_closing()
+            ):
+                transport.write(_wire(frame))
+                return
         self._emit({"type": "websocket.send", "bytes": frame})
 
     def close(self, code: int, reason: str) -> None:
