@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # Protocol limits.
     max_message_bytes: int = 8 * 1024 * 1024
     max_document_bytes: int = 64 * 1024 * 1024
-    max_connections_per_canvas: int = 500
+    max_connections_per_canvas: int = 1000
     # Per-connection token bucket: sustained messages/s and bytes/s, with bursts of `burst` seconds.
     rate_messages_per_s: float = 200.0
     rate_bytes_per_s: float = 4 * 1024 * 1024
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     room_idle_seconds: float = 30.0
     # Awareness updates are coalesced and flushed at most once per this many milliseconds
     # (the first update after a quiet period goes out at once).
-    awareness_tick_ms: float = 10.0
+    awareness_tick_ms: float = 5.0
 
     # Compaction thresholds: merge the update log into a snapshot past either.
     compact_updates: int = 500
