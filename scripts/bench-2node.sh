@@ -49,7 +49,7 @@ for run in "${runs[@]}"; do
   kill "$p1" "$p2" 2>/dev/null; sleep 1; kill -9 "$p1" "$p2" 2>/dev/null
   redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1
   if [ -z "${HOCUS:-}" ]; then
-    psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $schema CASCADE" >/dev/null
+    psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1
     rm -rf "$d1" "$d2"
   fi
 done
