@@ -15,19 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster import PostgresInstance, RedisProcess, drop_machine_pg_schema, machine_pg_schema
+from tests.services import PrivatePostgres, RedisServer, drop_machine_pg_schema, machine_pg_schema
 from tests.support import ServerProcess, YClient
 
 SECRET = "multinode-secret-" + "y" * 32
 
 
 @pytest.fixture
-def redis_proc() -> Iterator[RedisProcess]:
-    r = RedisProcess().start()
+def redis_proc() -> Iterator[RedisServer]:
+    r = RedisServer.started()
     try:
         yield r
     finally:
-        r.stop()
+        r.kill()
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ async def close_all(clients: list[YClient]) -> None:
 
 
 async def test_clients_split_across_nodes_converge_and_see_each_others_cursors(
-    tmp_path: Path, redis_proc: RedisProcess, pg_url: str
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
 ) -> None:
     async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
         canvas = a.create_canvas(template="partner-co-creation")
@@ -135,7 +135,7 @@ async def test_clients_split_across_nodes_converge_and_see_each_others_cursors(
 
 
 async def test_dropped_pubsub_message_is_detected_and_healed(
-    tmp_path: Path, redis_proc: RedisProcess, pg_url: str
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
 ) -> None:
     async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
         canvas = a.create_canvas()
@@ -155,7 +155,7 @@ async def test_dropped_pubsub_message_is_detected_and_healed(
 
 
 async def test_redis_outage_nodes_keep_serving_and_converge_when_it_returns(
-    tmp_path: Path, redis_proc: RedisProcess, pg_url: str
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
 ) -> None:
     async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
         canvas = a.create_canvas()
@@ -172,8 +172,7 @@ async def test_redis_outage_nodes_keep_serving_and_converge_when_it_returns(
             for i, c in enumerate(clients):
                 c.add_note(f"during-{i}", f"written during the outage via {c.name}")
             await clients[2].wait_for(lambda: "during-0" in clients[2].notes)  # same node (a)
-            restarted = RedisProcess(port=redis_proc.port).start()
-            redis_proc.proc = restarted.proc
+            redis_proc.start()  # same port
             back = time.monotonic()
             elapsed = await converged(
                 clients, {"before"} | {f"during-{i}" for i in range(4)}, timeout=10
@@ -190,7 +189,7 @@ async def test_redis_outage_nodes_keep_serving_and_converge_when_it_returns(
 
 
 async def test_kill9_of_a_node_loses_nothing_and_its_cursors_vanish(
-    tmp_path: Path, redis_proc: RedisProcess, pg_url: str
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
 ) -> None:
     async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
         canvas = a.create_canvas()
@@ -250,9 +249,9 @@ async def test_kill9_of_a_node_loses_nothing_and_its_cursors_vanish(
 
 
 async def test_postgres_restart_under_load_resumes_and_loses_nothing_acknowledged(
-    tmp_path: Path, redis_proc: RedisProcess
+    tmp_path: Path, redis_proc: RedisServer
 ) -> None:
-    pg = PostgresInstance().init().start()
+    pg = PrivatePostgres.started()
     try:
         async with two_nodes(tmp_path, pg.url, redis_proc.url) as (a, b):
             canvas = a.create_canvas()
@@ -286,6 +285,4 @@ async def test_postgres_restart_under_load_resumes_and_loses_nothing_acknowledge
             assert not missing, f"{len(missing)} acknowledged notes lost: {sorted(missing)[:5]}"
             await fresh.close()
     finally:
-        with contextlib.suppress(Exception):
-            pg.stop()
         pg.remove()

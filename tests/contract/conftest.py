@@ -11,11 +11,7 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,66 +24,15 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-PG_BASE_URL = os.environ.get("COCANVAS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.services import PG_BASE_URL, PrivatePostgres, RedisServer  # noqa: E402
+from tests.support import free_port, require  # noqa: E402
+
+__all__ = ["PrivatePostgres", "RedisServer", "free_port", "require_service"]
 
 
 def require_service(reason: str) -> None:
     """Skip (visibly) outside CI; in CI an absent service is a failure."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"required service missing in CI: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server subprocess that tests may kill and restart on the same port."""
-
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not come up on port {self.port}")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+    require(False, reason)
 
 
 @pytest.fixture
@@ -138,51 +83,6 @@ def pg_url(pg_schema: str) -> str:
     sep = "&" if "?" in PG_BASE_URL else "?"
     options = quote(f"-c search_path={pg_schema}")
     return f"{PG_BASE_URL}{sep}options={options}&application_name={pg_schema}"
-
-
-class PrivatePostgres:
-    """A throw-away PostgreSQL cluster on a free port, so a test may stop and restart it."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bin = bindir
-        # Outside pytest's tmp tree, which the postgres user cannot enter.
-        self.root = Path(tempfile.mkdtemp(prefix="cocanvas-pg-"))
-        os.chmod(self.root, 0o755)
-        self.data = self.root / "data"
-        self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        done = subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(self.bin / args[0]), *args[1:]],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
-
-    def init(self) -> None:
-        self.data.mkdir()
-        shutil.chown(self.data, "postgres", "postgres")
-        shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o", opts, "start"
-        )
-
-    def stop(self, mode: str = "immediate") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
-
-    def remove(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
