@@ -14,11 +14,14 @@ class Metrics:
         self.rooms = Gauge("cocanvas_rooms", "Canvases loaded on this node", registry=self.registry)
         self.frames = Counter("cocanvas_frames_received", "Frames received", registry=self.registry)
         self.broker_dropped = Gauge(
-            "cocanvas_broker_dropped", "Broker messages lost (Redis down); healed from the store",
+            "cocanvas_broker_dropped",
+            "Broker messages lost (Redis down); healed from the store",
             registry=self.registry,
         )
         self.broker_outages = Gauge(
-            "cocanvas_broker_outages", "Broker connection losses since start", registry=self.registry
+            "cocanvas_broker_outages",
+            "Broker connection losses since start",
+            registry=self.registry,
         )
         self.store_commits = Gauge(
             "cocanvas_store_commits", "Store group commits since start", registry=self.registry
