@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pycrdt
@@ -95,6 +96,17 @@ def transact(doc: Doc, origin: str, change: Callable[[], None]) -> bytes | None:
     if not captured or captured[0] == protocol.EMPTY_UPDATE:
         return None
     return captured[0]
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run a background job, keeping it referenced until done (asyncio holds tasks weakly)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 def _is_fatal(exc: BaseException) -> bool:
@@ -194,11 +206,14 @@ class Room(BrokerListener):
                 log.exception("compaction on unload failed for %s", self.canvas_id)
 
     def _close_soon(self, code: int, reason: str) -> None:
-        asyncio.get_running_loop().create_task(self.close(code, reason))
+        spawn(self.close(code, reason))
 
     # -- sessions -------------------------------------------------------------------------
 
     async def join(self, session: Session) -> None:
+        if self.closed:  # unloaded while the socket was being accepted: reconnecting reloads it
+            session.close(closecodes.SERVICE_RESTART, "canvas reloading")
+            return
         self.sessions.add(session)
         session.send(protocol.sync_step1(self.doc.get_state()))
         states = [
@@ -277,7 +292,7 @@ class Room(BrokerListener):
             if not isinstance(exc, Exception):
                 # A Rust panic may have left a half-applied transaction: rebuild from the store.
                 log.error("panic applying an update to %s: %r", self.canvas_id, exc)
-                asyncio.get_running_loop().create_task(self._rebuild())
+                spawn(self._rebuild())
             raise CloseSession(closecodes.INVALID_PAYLOAD, "update rejected") from None
         if admitted.update is not None:
             net = admitted.update
@@ -350,7 +365,7 @@ class Room(BrokerListener):
         if (
             self.log_count >= self._compact_updates or self.log_bytes >= self._compact_bytes
         ) and self._compacting is None:
-            self._compacting = asyncio.get_running_loop().create_task(self._compact_in_background())
+            self._compacting = spawn(self._compact_in_background())
 
     def _release_barriers(self) -> None:
         if not self._barrier_waiters:
@@ -529,7 +544,7 @@ class Room(BrokerListener):
         if self._healing is not None and not self._healing.done():
             self._heal_again = True
             return
-        self._healing = asyncio.get_running_loop().create_task(self._heal())
+        self._healing = spawn(self._heal())
 
     async def _heal(self) -> None:
         """Catch up with the store (written before every publish) and tell local sessions."""

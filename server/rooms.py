@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from . import closecodes
 from .broker.base import Broker
-from .room import Room, UpdateGate
+from .room import Room, UpdateGate, spawn
 from .store.base import CanvasNotFound, Store
 
 log = logging.getLogger("cocanvas.rooms")
@@ -148,7 +148,7 @@ class Rooms:
                 del self._unloading[canvas_id]
                 done.set_result(None)
 
-        asyncio.get_running_loop().create_task(unload())
+        spawn(unload())
 
     async def evict(self, canvas_id: str, code: int, reason: str) -> None:
         """Close every session of a canvas and unload it now (canvas deleted, store failure)."""
