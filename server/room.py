@@ -37,6 +37,8 @@ log = logging.getLogger("cocanvas.room")
 
 # Each awareness client id a session announces costs memory on every node; a browser tab has one.
 MAX_CLIENT_IDS_PER_SESSION = 16
+# Awareness flushes are spaced at least this much per session in the room (see _schedule_awareness).
+AWARENESS_TICK_PER_SESSION_S = 0.0001
 # Unloading compacts a log this long; a handful of rows is cheaper to replay than to rewrite.
 MIN_LOG_TO_COMPACT_ON_UNLOAD = 32
 
@@ -442,7 +444,11 @@ class Room(BrokerListener):
         if self._aw_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        wait = self._aw_last_flush + self._awareness_tick_s - loop.time()
+        # A flush costs a send to every session and, from stock y-websocket clients, an echo back
+        # from each: the tick grows with the room so flushes x sessions stays bounded (100 ms at
+        # 1,000 sessions, the configured tick for workshop-sized rooms).
+        tick = max(self._awareness_tick_s, len(self.sessions) * AWARENESS_TICK_PER_SESSION_S)
+        wait = self._aw_last_flush + tick - loop.time()
         if wait <= 0:
             self._aw_handle = loop.call_soon(self._flush_awareness)
         else:
