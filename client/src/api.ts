@@ -118,8 +118,11 @@ async function request<T>(method: string, path: string, body?: unknown, token?: 
 const enc = encodeURIComponent
 
 export const api = {
-  listCanvases: () => request<CanvasSummary[]>('GET', '/api/canvases'),
-  createCanvas: (req: CreateCanvasRequest) => request<CreatedCanvas>('POST', '/api/canvases', req),
+  // `operatorKey`: only needed when the server has COCANVAS_ADMIN_TOKEN set (401 otherwise).
+  listCanvases: (operatorKey?: string | null) =>
+    request<CanvasSummary[]>('GET', '/api/canvases', undefined, operatorKey ?? undefined),
+  createCanvas: (req: CreateCanvasRequest, operatorKey?: string | null) =>
+    request<CreatedCanvas>('POST', '/api/canvases', req, operatorKey ?? undefined),
   getCanvas: (id: string, token: string) =>
     request<CanvasJson>('GET', `/api/canvases/${enc(id)}`, undefined, token),
   createInvite: (canvasId: string, token: string, req: CreateInviteRequest) =>

@@ -24,7 +24,7 @@ import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type
 import { addNote, deleteNote, moveNote, setBlockLock } from './notes'
 import { buildOutline, renderOutline } from './outline'
 import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, type Cursor } from './presence'
-import { canEdit, decodeClaims, isExpired, loadToken, type Claims } from './session'
+import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, type Claims } from './session'
 import { toast } from './toast'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
@@ -335,18 +335,13 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   canAddTo(block: BlockInfo): boolean {
-    if (!canEdit(this.me)) return false
-    if (this.isFacilitator()) return true
-    // Same rules as the server's policy: editors add anywhere except into locked blocks.
-    return !block.lockedBy
+    // Same rule as the server's policy: editors add anywhere, including a partner's value map,
+    // except into locked blocks; protect_notes only guards editing existing notes.
+    return mayAddTo(this.me, block)
   }
 
   canEditNote(note: NoteInfo, block: BlockInfo | undefined): boolean {
-    if (!canEdit(this.me)) return false
-    if (this.isFacilitator()) return true
-    if (block?.lockedBy) return false
-    if (this.protectNotes() && note.org !== this.me.org) return false
-    return true
+    return mayEditNote(this.me, note, block, this.protectNotes())
   }
 
   refused(message: string): void {

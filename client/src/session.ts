@@ -89,3 +89,50 @@ export function isExpired(claims: Claims, nowMs: number = Date.now()): boolean {
 export function canEdit(claims: Claims): boolean {
   return claims.role === 'editor' || claims.role === 'facilitator'
 }
+
+// The operator key (COCANVAS_ADMIN_TOKEN on a multi-node deployment) guards creating and
+// listing canvases. It is per browser, not per canvas, so it has its own storage key.
+export const OPERATOR_KEY = 'cocanvas.operatorKey'
+
+export function loadOperatorKey(store: Storage | null = storage()): string | null {
+  return store?.getItem(OPERATOR_KEY) || null
+}
+
+export function saveOperatorKey(key: string, store: Storage | null = storage()): void {
+  const k = key.trim()
+  if (k) store?.setItem(OPERATOR_KEY, k)
+  else store?.removeItem(OPERATOR_KEY)
+}
+
+export function forgetOperatorKey(store: Storage | null = storage()): void {
+  store?.removeItem(OPERATOR_KEY)
+}
+
+/**
+ * What the list page says after a canvas-list or create call: nothing when it worked or failed
+ * for another reason, a prompt when the server wants a key we did not send, and a clear
+ * "wrong key" when the key we sent was refused.
+ */
+export function operatorKeyPrompt(status: number, sentKey: string | null): 'none' | 'needed' | 'wrong' {
+  if (status !== 401) return 'none'
+  return sentKey ? 'wrong' : 'needed'
+}
+
+/** The server's add rule: editors and facilitators add into any unlocked block (any org's). */
+export function mayAddTo(claims: Claims, block: { lockedBy: string }): boolean {
+  if (!canEdit(claims)) return false
+  return claims.role === 'facilitator' || !block.lockedBy
+}
+
+/** Edit, move, delete: with protect_notes an editor touches only their own organization's notes. */
+export function mayEditNote(
+  claims: Claims,
+  note: { org: string },
+  block: { lockedBy: string } | undefined,
+  protectNotes: boolean,
+): boolean {
+  if (!canEdit(claims)) return false
+  if (claims.role === 'facilitator') return true
+  if (block?.lockedBy) return false
+  return !(protectNotes && note.org !== claims.org)
+}

@@ -95,6 +95,18 @@ def test_locked_blocks_viewers_and_protected_notes_are_read_only_in_the_ui(make_
     expect(bob.locator(".toast-error")).to_contain_text("cannot be edited")
     expect(note_text(bob, nid)).not_to_be_editable()
 
+    # ...but, as on the server, Bob may still ADD notes anywhere, also in Acme's value map;
+    # Alice then cannot edit Bob's note there.
+    acme_block = "acme-corp:gain-creators"
+    expect(block(bob, acme_block).locator("button.add-note")).to_be_visible()
+    theirs = add_note(bob, acme_block, "Shared ticketing")
+    expect(note_text(alice, theirs)).to_have_value("Shared ticketing")
+    expect(note(alice, theirs)).to_have_class(re.compile(r"\breadonly\b"))
+    block(bob, acme_block).focus()
+    bob.keyboard.press("n")
+    expect(bob.locator(".note.editing textarea")).to_be_focused()
+    bob.keyboard.press("Escape")
+
     # A viewer sees everything and can change nothing.
     expect(viewer.locator(".topbar .tag")).to_have_text("view only")
     expect(viewer.locator("button.add-note:visible")).to_have_count(0)
