@@ -21,13 +21,7 @@ export COCANVAS_RATE_CONNECTIONS_PER_S=${COCANVAS_RATE_CONNECTIONS_PER_S:-100000
 export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=${COCANVAS_MAX_CONNECTIONS_PER_CANVAS:-5000}
 export COCANVAS_LOG_LEVEL=${COCANVAS_LOG_LEVEL:-warning}
 
-runs=(
-  "fanout-c20|fanout --clients 20 --writers 5 --rate 20 --duration 10"
-  "fanout-c100|fanout --clients 100 --writers 5 --rate 20 --duration 10"
-  "awareness-c50|awareness --clients 50 --hz 10 --duration 10"
-  "join-n5000-k20-seq|join --notes 5000 --joiners 20"
-  "conns-c1000|conns --clients 1000 --hold-ms 3000"
-)
+source "$here/scripts/bench-runs.sh"
 for run in "${runs[@]}"; do
   name=${run%%|*}; args=${run#*|}
   [[ "$name" =~ $ONLY ]] || continue
