@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pycrdt import Doc, Map
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import new_user_id
 from ..broker.base import KIND_CONTROL
@@ -87,6 +87,8 @@ class Redeemed(BaseModel):
 
 
 class ParticipantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     user_id: str
     name: str
     org_id: str
@@ -96,6 +98,8 @@ class ParticipantOut(BaseModel):
 
 
 class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     at: float
     user_id: str
     user_name: str
@@ -213,17 +217,8 @@ async def add_org(
 async def list_participants(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> list[ParticipantOut]:
-    return [
-        ParticipantOut(
-            user_id=p.user_id,
-            name=p.name,
-            org_id=p.org_id,
-            role=p.role,
-            invite_id=p.invite_id,
-            joined_at=p.joined_at,
-        )
-        for p in await svc.store.list_participants(canvas_id)
-    ]
+    participants = await svc.store.list_participants(canvas_id)
+    return [ParticipantOut.model_validate(p) for p in participants]
 
 
 @router.get("/api/canvases/{canvas_id}/audit", response_model=list[AuditOut])
@@ -235,18 +230,8 @@ async def list_audit(
     caller: Caller = Depends(facilitator),
 ) -> list[AuditOut]:
     """Newest first; page with ``before`` = the oldest ``at`` seen."""
-    return [
-        AuditOut(
-            at=a.at,
-            user_id=a.user_id,
-            user_name=a.user_name,
-            org_id=a.org_id,
-            action=a.action,
-            target=a.target,
-            detail=a.detail,
-        )
-        for a in await svc.store.list_audit(canvas_id, limit, before)
-    ]
+    entries = await svc.store.list_audit(canvas_id, limit, before)
+    return [AuditOut.model_validate(a) for a in entries]
 
 
 # -- invites ----------------------------------------------------------------------------------
