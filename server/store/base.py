@@ -108,6 +108,25 @@ class Participant:
     joined_at: float
 
 
+@dataclass(slots=True, frozen=True)
+class ClientBinding:
+    """Which identity owns a Yjs client id on one canvas.
+
+    The first session that introduces a client id (in an update or in awareness) binds it to its
+    token's user; from then on only that user may write structs or presence with that id, on any
+    node. The server binds its own ids too (``user_id == SERVER_OWNER``), so no client can claim
+    them. Bindings are never changed or removed while the canvas exists.
+    """
+
+    client_id: int
+    user_id: str
+    org_id: str
+    bound_at: float
+
+
+# The owner recorded for the client ids the server writes with (templates, corrections, API).
+SERVER_OWNER = ":server"
+
 Merge = Callable[[list[bytes]], bytes]
 
 
@@ -177,6 +196,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_snapshot(self, canvas_id: str, snapshot_id: int) -> bytes | None: ...
+
+    # -- client id bindings ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def bind_client_ids(
+        self, canvas_id: str, bindings: Sequence[ClientBinding]
+    ) -> dict[int, ClientBinding]:
+        """Bind each id that is not bound yet; return the binding now stored for every id asked.
+
+        First claim wins, atomically across nodes: an id already bound keeps its owner, and the
+        answer says who that is. Durable before it returns. Raises CanvasNotFound.
+        """
+
+    @abc.abstractmethod
+    async def list_client_ids(self, canvas_id: str) -> dict[int, ClientBinding]:
+        """Every binding of the canvas (read when a room loads)."""
 
     # -- named versions -----------------------------------------------------------------
 
