@@ -127,6 +127,9 @@ class ClientBinding:
 # The owner recorded for the client ids the server writes with (templates, corrections, API).
 SERVER_OWNER = ":server"
 
+# How many snapshots compaction keeps per canvas (newest first); older ones are pruned with it.
+KEEP_SNAPSHOTS = 3
+
 Merge = Callable[[list[bytes]], bytes]
 
 
