@@ -28,9 +28,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import (
+    KEEP_SNAPSHOTS,
     AuditEntry,
     CanvasNotFound,
     CanvasRecord,
+    ClientBinding,
     Invite,
     LogStats,
     Merge,
@@ -116,7 +118,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (canvas_id, user_id)
     );
     """,
+    # v2: which identity owns each Yjs client id of a canvas (first claim wins).
+    """
+    CREATE TABLE client_ids (
+        canvas_id   TEXT NOT NULL REFERENCES canvases (id) ON DELETE CASCADE,
+        client_id   BIGINT NOT NULL CHECK (client_id >= 0),
+        user_id     TEXT NOT NULL,
+        org_id      TEXT NOT NULL,
+        bound_at    DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (canvas_id, client_id)
+    );
+    """,
 ]
+
+# Client ids travel as lib0 varuints (up to 2**53 from JavaScript); BIGINT holds any
+# non-negative 64-bit integer, and anything beyond is refused before it reaches the server.
+_MAX_CLIENT_ID = 2**63 - 1
 
 _INVITE_COLS = (
     "id, canvas_id, org_id, role, created_at, expires_at, created_by, max_uses, uses, revoked"
@@ -144,6 +161,18 @@ def _invite(row: Sequence[Any]) -> Invite:
         uses=row[8],
         revoked=row[9],
     )
+
+
+def _first_claims(bindings: Sequence[ClientBinding]) -> list[ClientBinding]:
+    """One binding per client id (the first one asked wins within a call too), range-checked,
+    in client-id order: concurrent calls then take the index's row locks in the same order and
+    cannot deadlock on each other."""
+    seen: dict[int, ClientBinding] = {}
+    for b in bindings:
+        if not 0 <= b.client_id <= _MAX_CLIENT_ID:
+            raise ValueError(f"client id out of range: {b.client_id}")
+        seen.setdefault(b.client_id, b)
+    return [seen[k] for k in sorted(seen)]
 
 
 def _canvas(row: Sequence[Any]) -> CanvasRecord:
@@ -514,6 +543,16 @@ class PostgresStore(Store):
                         " VALUES (%s, %s, %s, %b)",
                         (canvas_id, time.time(), len(row_ids), merged),
                     )
+                    # Keep the newest KEEP_SNAPSHOTS (the one just inserted among them). The
+                    # row lock above orders this canvas's compactions, so its snapshot ids
+                    # grow in commit order and "newest" is "highest id", as load() reads it;
+                    # the max(id) check is unaffected because the newest is never pruned.
+                    await conn.execute(
+                        "DELETE FROM snapshots WHERE canvas_id = %s AND id NOT IN ("
+                        " SELECT id FROM snapshots WHERE canvas_id = %s"
+                        " ORDER BY id DESC LIMIT %s)",
+                        (canvas_id, canvas_id, KEEP_SNAPSHOTS),
+                    )
                     cur = await conn.execute(
                         "DELETE FROM updates WHERE canvas_id = %s AND id = ANY(%s)",
                         (canvas_id, row_ids),
@@ -545,6 +584,58 @@ class PostgresStore(Store):
             )
             row = await cur.fetchone()
         return bytes(row[0]) if row else None
+
+    # -- client id bindings ---------------------------------------------------------------
+
+    async def bind_client_ids(
+        self, canvas_id: str, bindings: Sequence[ClientBinding]
+    ) -> dict[int, ClientBinding]:
+        wanted = _first_claims(bindings)
+        if not wanted:
+            return {}
+        ids = [b.client_id for b in wanted]
+        async with self._conn() as conn, conn.transaction():
+            # KEY SHARE holds the canvas until COMMIT (a concurrent delete waits), so the
+            # read-back below finds every id unless the canvas is gone. A concurrent claim of
+            # the same id makes this INSERT wait for that transaction: if it commits, ours does
+            # nothing, and the SELECT (a new statement, so a new snapshot under READ COMMITTED)
+            # reads the winner's row.
+            await conn.execute(
+                "WITH ok AS (SELECT id FROM canvases WHERE id = %s FOR KEY SHARE)"
+                " INSERT INTO client_ids (canvas_id, client_id, user_id, org_id, bound_at)"
+                " SELECT ok.id, t.client_id, t.user_id, t.org_id, t.bound_at"
+                " FROM ok, unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[])"
+                " WITH ORDINALITY AS t(client_id, user_id, org_id, bound_at, n)"
+                " ORDER BY t.n ON CONFLICT (canvas_id, client_id) DO NOTHING",
+                (
+                    canvas_id,
+                    ids,
+                    [b.user_id for b in wanted],
+                    [b.org_id for b in wanted],
+                    [b.bound_at for b in wanted],
+                ),
+            )
+            cur = await conn.execute(
+                "SELECT client_id, user_id, org_id, bound_at FROM client_ids"
+                " WHERE canvas_id = %s AND client_id = ANY(%s::bigint[])",
+                (canvas_id, ids),
+            )
+            found = {
+                int(r[0]): ClientBinding(int(r[0]), r[1], r[2], r[3]) for r in await cur.fetchall()
+            }
+        if len(found) != len(ids):
+            raise CanvasNotFound(canvas_id)  # no canvas row to lock: nothing was inserted
+        return found
+
+    async def list_client_ids(self, canvas_id: str) -> dict[int, ClientBinding]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT client_id, user_id, org_id, bound_at FROM client_ids WHERE canvas_id = %s",
+                (canvas_id,),
+            )
+            return {
+                int(r[0]): ClientBinding(int(r[0]), r[1], r[2], r[3]) for r in await cur.fetchall()
+            }
 
     # -- named versions -----------------------------------------------------------------
 

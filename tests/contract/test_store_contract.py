@@ -7,6 +7,8 @@ the document that produced the updates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 import uuid
@@ -19,9 +21,12 @@ import pytest
 from pycrdt import Doc, Map
 
 from server.store.base import (
+    KEEP_SNAPSHOTS,
+    SERVER_OWNER,
     AuditEntry,
     CanvasNotFound,
     CanvasRecord,
+    ClientBinding,
     Invite,
     Participant,
     Store,
@@ -129,6 +134,39 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 @pytest.fixture
 async def store(make_store: StoreFactory) -> Store:
     return await make_store()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Every call opens a new store instance on the same database: a second server process,
+    or the same one after a restart. Two SQLite stores on one file are two writers that take
+    turns on SQLite's write lock, as two processes would."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+        from server.store.sqlite import SQLiteStore
+
+        path = tmp_path / "store.db"
+
+        def new() -> Store:
+            return SQLiteStore(path)
+    else:
+        url: str = request.getfixturevalue("pg_url")
+
+        def new() -> Store:
+            return PostgresStore(url, pool_min=1, pool_max=4)
+
+    async def factory() -> Store:
+        node = new()
+        await node.start()
+        opened.append(node)
+        return node
+
+    try:
+        yield factory
+    finally:
+        for node in opened:
+            with contextlib.suppress(StoreError):
+                await node.close()  # closing twice is harmless
 
 
 def is_postgres(store: Store) -> bool:
@@ -359,6 +397,252 @@ async def test_compaction_races_appends_without_loss(make_store: StoreFactory) -
     doc = await b.load("c")
     assert doc is not None and notes_of(doc.parts()) == author.expected()
     assert len(author.expected()) == 120
+
+
+# -- snapshot pruning -----------------------------------------------------------------------
+
+
+async def test_compaction_prunes_all_but_the_newest_snapshots(store: Store) -> None:
+    author = Author()
+    await store.create_canvas(canvas("c"), author.edit("a", "1"))
+    version = await store.save_version("c", "kept", b"named-state", "ada")
+    made: list[int] = []
+    for round_ in range(KEEP_SNAPSHOTS + 4):
+        for i in range(5):
+            await store.append("c", author.edit(f"r{round_}-{i}", str(i)))
+        assert await store.compact("c", merge) is True
+        doc = await store.load("c")
+        assert doc is not None and doc.snapshot_id is not None
+        made.append(doc.snapshot_id)
+        assert notes_of(doc.parts()) == author.expected()
+        snaps = await store.list_snapshots("c")
+        assert [s.id for s in snaps] == made[::-1][:KEEP_SNAPSHOTS]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    # Pruned snapshots are gone; the kept ones are intact; the newest is the document.
+    assert await store.get_snapshot("c", made[0]) is None
+    for sid in made[-KEEP_SNAPSHOTS:]:
+        assert await store.get_snapshot("c", sid) is not None
+    latest = await store.get_snapshot("c", made[-1])
+    assert latest is not None and notes_of([latest]) == author.expected()
+    # Named versions are never pruned.
+    assert [v.id for v in await store.list_versions("c")] == [version.id]
+    assert await store.get_version("c", version.id) == b"named-state"
+
+    # Appends after the last compaction still load on top of the newest snapshot...
+    late = await store.append("c", author.edit("late", "x"))
+    doc = await store.load("c")
+    assert doc is not None and doc.snapshot_id == made[-1]
+    assert [rid for rid, _ in doc.updates] == [late]
+    assert notes_of(doc.parts()) == author.expected()
+    # ...and pruning one canvas leaves another's snapshots alone.
+    other = Author()
+    await store.create_canvas(canvas("d"), other.edit("z", "0"))
+    assert await store.compact("d", merge) is True
+    assert await store.compact("c", merge) is True
+    assert len(await store.list_snapshots("c")) == KEEP_SNAPSHOTS
+    assert len(await store.list_snapshots("d")) == 1
+    d = await store.load("d")
+    assert d is not None and notes_of(d.parts()) == other.expected()
+
+
+async def test_compaction_that_lost_the_race_prunes_nothing(make_store: StoreFactory) -> None:
+    a, b = await make_store(), await make_store()
+    author = Author()
+    await a.create_canvas(canvas("c"), None)
+    for round_ in range(KEEP_SNAPSHOTS):
+        await a.append("c", author.edit(f"r{round_}", "x"))
+        assert await a.compact("c", merge) is True
+    kept = [s.id for s in await a.list_snapshots("c")]
+    await a.append("c", author.edit("both", "y"))
+    entered_a, entered_b, gate = threading.Event(), threading.Event(), threading.Event()
+    ta = asyncio.create_task(a.compact("c", gated(entered_a, gate)))
+    tb = asyncio.create_task(b.compact("c", gated(entered_b, gate)))
+    assert await asyncio.to_thread(entered_a.wait, 5)
+    assert await asyncio.to_thread(entered_b.wait, 5)
+    gate.set()
+    assert sorted([await ta, await tb]) == [False, True]
+    # The winner pruned exactly one (the oldest) and added one; the loser changed nothing.
+    now = [s.id for s in await b.list_snapshots("c")]
+    assert len(now) == KEEP_SNAPSHOTS and now[1:] == kept[:-1] and now[0] > kept[0]
+    doc = await b.load("c")
+    assert doc is not None and doc.updates == [] and notes_of(doc.parts()) == author.expected()
+
+
+async def store_bytes(store: Store, canvas_id: str) -> int:
+    """What the store holds for a canvas: the PostgreSQL rows' payloads (relation sizes
+    depend on when autovacuum ran), or the SQLite files once closed (the close checkpoints
+    and truncates the WAL, so the size does not depend on when the checkpointer ran)."""
+    if isinstance(store, PostgresStore):
+        async with store._conn() as conn:
+            cur = await conn.execute(
+                "SELECT (SELECT coalesce(sum(octet_length(data)), 0) FROM snapshots"
+                "        WHERE canvas_id = %s)"
+                "     + (SELECT coalesce(sum(octet_length(data)), 0) FROM updates"
+                "        WHERE canvas_id = %s)",
+                (canvas_id, canvas_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+    from server.store.sqlite import SQLiteStore
+
+    assert isinstance(store, SQLiteStore)
+    await store.close()
+    return files_bytes(store.path, store.path + "-wal")
+
+
+def files_bytes(*paths: str) -> int:
+    return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
+
+
+async def test_store_size_stays_linear_in_the_document(store: Store) -> None:
+    """3,000 small updates on a ~200 KB canvas, compacted every 100: without pruning the store
+    kept every snapshot (30 here, quadratic in the history); now it holds the newest
+    KEEP_SNAPSHOTS plus the log, whatever the length of the history."""
+    author = Author()
+    with author.doc.transaction():
+        for i in range(2000):
+            author.notes[f"n{i}"] = f"{i:04d}" + "x" * 90
+    initial = author.doc.get_update()
+    assert 180_000 < len(initial) < 260_000
+    await store.create_canvas(canvas("c"), initial)
+    produced = 0  # what the store would hold had it kept every snapshot
+    max_log = 0
+    for block in range(30):
+        updates = [author.edit(f"k{(block * 100 + i) % 300}", f"v{i}") for i in range(100)]
+        await asyncio.gather(*[store.append("c", u) for u in updates])
+        max_log = max(max_log, (await store.log_stats("c")).bytes)
+        assert await store.compact("c", merge) is True
+        produced += (await store.list_snapshots("c"))[0].size
+    snaps = await store.list_snapshots("c")
+    assert len(snaps) == KEEP_SNAPSHOTS
+    document = max(s.size for s in snaps)  # merged snapshots keep tombstones: >= the doc
+    doc = await store.load("c")
+    assert doc is not None and notes_of(doc.parts()) == author.expected()
+
+    held = await store_bytes(store, "c")
+    # Pages, indexes, the schema and the canvas's other tables; PostgreSQL rows have none.
+    slack = 0 if is_postgres(store) else 128 * 1024
+    bound = KEEP_SNAPSHOTS * document + max_log + slack
+    assert held <= bound, f"store holds {held} bytes for a {document}-byte document"
+    assert produced > 3 * bound  # the bound does tell pruned from unpruned
+
+
+# -- client id bindings ---------------------------------------------------------------------
+
+
+def bind(client_id: int, user: str, at: float = 1.0, org: str = "org-a") -> ClientBinding:
+    return ClientBinding(client_id, user, org, at)
+
+
+async def test_bind_fresh_client_id(store: Store) -> None:
+    await store.create_canvas(canvas("c"), None)
+    assert await store.list_client_ids("c") == {}
+    ada = bind(1234, "u-ada", at=100.5)
+    assert await store.bind_client_ids("c", [ada]) == {1234: ada}
+    assert await store.list_client_ids("c") == {1234: ada}
+    assert await store.bind_client_ids("c", []) == {}
+    server = bind(99, SERVER_OWNER, org="")
+    assert await store.bind_client_ids("c", (server,)) == {99: server}
+    assert await store.list_client_ids("c") == {1234: ada, 99: server}
+
+
+async def test_second_claim_returns_the_first_owner(store: Store) -> None:
+    await store.create_canvas(canvas("c"), None)
+    ada = bind(7, "u-ada", at=1.0)
+    await store.bind_client_ids("c", [ada])
+    bob = bind(7, "u-bob", at=2.0, org="org-b")
+    assert await store.bind_client_ids("c", [bob]) == {7: ada}
+    assert await store.bind_client_ids("c", [ada]) == {7: ada}  # claiming again is harmless
+    assert await store.list_client_ids("c") == {7: ada}
+    # Ids are per canvas: the same id on another canvas is a separate claim.
+    await store.create_canvas(canvas("d"), None)
+    assert await store.bind_client_ids("d", [bob]) == {7: bob}
+    assert await store.list_client_ids("c") == {7: ada}
+
+
+async def test_bind_batch_mixes_new_and_bound_ids(store: Store) -> None:
+    await store.create_canvas(canvas("c"), None)
+    big = 2**53  # lib0's largest varuint: JavaScript's integers
+    ada = {i: bind(i, "u-ada", at=1.0) for i in (1, 2, big)}
+    assert await store.bind_client_ids("c", list(ada.values())) == ada
+    bob = [bind(i, "u-bob", at=2.0) for i in (3, 2, big - 1, big, 0)]
+    # The same id twice in one call: the first claim of it wins there too.
+    got = await store.bind_client_ids("c", [*bob, bind(3, "u-eve", at=3.0)])
+    expected = {2: ada[2], big: ada[big], 3: bob[0], big - 1: bob[2], 0: bob[4]}
+    assert got == expected
+    assert await store.list_client_ids("c") == {**ada, **expected}
+    many = [bind(10_000 + i, f"u-{i % 7}", at=float(i)) for i in range(1200)]
+    assert await store.bind_client_ids("c", many) == {b.client_id: b for b in many}
+    assert len(await store.list_client_ids("c")) == 6 + 1200
+    with pytest.raises(ValueError):
+        await store.bind_client_ids("c", [bind(-1, "u-ada")])
+    with pytest.raises(ValueError):
+        await store.bind_client_ids("c", [bind(5, "u-ada"), bind(2**64, "u-ada")])
+    assert 5 not in await store.list_client_ids("c")  # refused calls bind nothing
+
+
+async def test_client_ids_survive_a_restart(make_node: StoreFactory) -> None:
+    first = await make_node()
+    await first.create_canvas(canvas("c"), None)
+    bound = {i: bind(i, f"u-{i}", at=float(i) + 0.25) for i in (5, 2**32, 2**53)}
+    await first.bind_client_ids("c", list(bound.values()))
+    await first.close()
+    again = await make_node()
+    assert await again.list_client_ids("c") == bound
+    assert await again.bind_client_ids("c", [bind(5, "u-mallory")]) == {5: bound[5]}
+
+
+async def test_concurrent_claims_have_one_winner(make_node: StoreFactory) -> None:
+    a, b = await make_node(), await make_node()
+    await a.create_canvas(canvas("c"), None)
+    for round_ in range(20):
+        cid = 1000 + round_
+        claims = [
+            (node, bind(cid, f"u-{node_name}{i}", at=float(i)))
+            for i in range(4)
+            for node_name, node in (("a", a), ("b", b))
+        ]
+        answers = await asyncio.gather(*[node.bind_client_ids("c", [c]) for node, c in claims])
+        owners = {answer[cid] for answer in answers}
+        assert len(owners) == 1  # everybody is told the same owner...
+        (owner,) = owners
+        assert owner in [c for _, c in claims]  # ...who is one of the claimants
+        assert (await b.list_client_ids("c"))[cid] == owner == (await a.list_client_ids("c"))[cid]
+    # Overlapping batches in opposite orders neither deadlock nor split an id between owners.
+    ids = list(range(5000, 5040))
+    ra, rb = await asyncio.gather(
+        a.bind_client_ids("c", [bind(i, "u-a") for i in ids]),
+        b.bind_client_ids("c", [bind(i, "u-b") for i in reversed(ids)]),
+    )
+    assert ra == rb and set(ra) == set(ids)
+    assert {v.user_id for v in ra.values()} <= {"u-a", "u-b"}
+
+
+async def test_bind_on_unknown_canvas_raises(store: Store) -> None:
+    with pytest.raises(CanvasNotFound):
+        await store.bind_client_ids("missing", [bind(1, "u-ada")])
+    assert await store.list_client_ids("missing") == {}
+    await store.create_canvas(canvas("c"), None)
+    await store.bind_client_ids("c", [bind(1, "u-ada")])
+    await store.delete_canvas("c")
+    # Already bound ids of a deleted canvas do not make it exist.
+    with pytest.raises(CanvasNotFound):
+        await store.bind_client_ids("c", [bind(1, "u-ada"), bind(2, "u-ada")])
+
+
+async def test_deleting_the_canvas_deletes_its_bindings(store: Store) -> None:
+    await store.create_canvas(canvas("c"), None)
+    await store.create_canvas(canvas("d"), None)
+    await store.bind_client_ids("c", [bind(1, "u-ada"), bind(2, "u-bob")])
+    await store.bind_client_ids("d", [bind(1, "u-eve")])
+    assert await store.delete_canvas("c")
+    assert await store.list_client_ids("c") == {}
+    assert await store.list_client_ids("d") == {1: bind(1, "u-eve")}
+    # Recreating the id starts from nothing: the old owners are not carried over.
+    await store.create_canvas(canvas("c"), None)
+    assert await store.list_client_ids("c") == {}
+    assert await store.bind_client_ids("c", [bind(1, "u-bob")]) == {1: bind(1, "u-bob")}
 
 
 # -- versions, audit ------------------------------------------------------------------------
