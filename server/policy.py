@@ -35,14 +35,14 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
+from .canvas.schema import ROOTS
 from .canvas.templates import server_client_id
-from .room import Admitted, Room, UpdateGate, transact
+from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
 
 log = logging.getLogger("cocanvas.policy")
 
-ROOTS = ("meta", "blocks", "notes", "orgs")
 STAMPED = ("org", "author", "author_name")
 MOVE_FIELDS = frozenset(("block", "x", "y"))
 MAX_CLIENT_ID = 2**32
@@ -236,7 +236,7 @@ class PolicyGate(UpdateGate):
 
     # -- admission ----------------------------------------------------------------------------
 
-    def admit(self, room: Room, session: Session, update: bytes) -> Admitted:
+    def admit(self, room: Room, session: Session, update: bytes, adds: bool = True) -> Admitted:
         if self.room is not room:  # e.g. the room rebuilt its doc without us
             self.detach(room)
             self.attach(room)
@@ -254,7 +254,9 @@ class PolicyGate(UpdateGate):
         self._changes = []
         new_roots = self._new_roots()
         if not changes and not new_roots and not self._unknown_touched:
-            return Admitted(update)
+            # Nothing observable changed; an update without new structs then changed nothing
+            # at all (deletes of deleted items): nothing to store or relay.
+            return Admitted(update if adds else None)
 
         identity = session.identity
         decision = _Decision()
@@ -271,16 +273,21 @@ class PolicyGate(UpdateGate):
         reply: bytes | None = None
         net = update
         if decision.fixes:
+            failed: list[BaseException] = []
 
             def apply_fixes() -> None:
                 for fix in decision.fixes:
                     try:
                         fix()
-                    except Exception:
-                        # The client's update is in the doc already and must still be persisted.
+                    except Exception as exc:
                         log.exception("policy fix failed on %s", self.canvas_id)
+                        failed.append(exc)
 
             reply = transact(doc, "policy", apply_fixes)
+            if failed:
+                # Never persist an update whose violation could not be undone: the room
+                # rebuilds its document from the store, which has none of it.
+                raise CompensationFailed(f"{len(failed)} fix(es) failed: {failed[0]!r}")
             if reply is not None:
                 net = merge_binary(update, reply)
         self._refresh_changes(changes)
@@ -319,6 +326,13 @@ class PolicyGate(UpdateGate):
     def protect_notes(self) -> bool:
         value = self.mirror["meta"].get("protect_notes")
         return value if isinstance(value, bool) else self.protect_default
+
+
+def _delete_key(container: Map, key: str) -> None:
+    """Delete an entry without reading it (``Map.pop`` converts the value first, which fails
+    for types the schema does not have)."""
+    if key in container:
+        del container[key]
 
 
 def _observe_deep(root: Map, callback: Callable[[list[Any]], None]) -> Subscription:
@@ -422,7 +436,7 @@ class _Rules:
 
         if reason is not None:
             if before is None:
-                self.d.refuse(nid, reason, lambda: notes.pop(nid, None))
+                self.d.refuse(nid, reason, lambda: _delete_key(notes, nid))
             else:
                 self.d.refuse(nid, reason, lambda: notes.__setitem__(nid, _note_value(before)))
             return
@@ -444,13 +458,28 @@ class _Rules:
         text = note.get("text")
         if not isinstance(text, (Text, str)):
             wrong["text"] = Text("")
-        if wrong:
+        votes = note.get("votes")
+        others: list[str] = []
+        if isinstance(votes, Map):
+            if not self.facilitator:
+                others = [k for k in votes.keys() if k != self.me.user_id]
+        elif "votes" in note:
+            wrong["votes"] = Map()
+        if others:
+            self.d.refusals.append("you may only change your own vote")
+            self.d.audit.append(("refused", nid, "votes of others in a new note"))
+        if wrong or others:
 
             def fix() -> None:
                 current = self.notes.get(nid)
-                if isinstance(current, Map):
-                    for k, v in wrong.items():
-                        current[k] = v
+                if not isinstance(current, Map):
+                    return
+                for k, v in wrong.items():
+                    current[k] = v
+                ballot = current.get("votes")
+                if isinstance(ballot, Map):
+                    for k in others:
+                        _delete_key(ballot, k)
 
             self.d.fixes.append(fix)
 
@@ -516,7 +545,7 @@ class _Rules:
             if not isinstance(note, Map):
                 return
             if f not in before:
-                note.pop(f, None)
+                _delete_key(note, f)
                 return
             current = note.get(f)
             if in_place and isinstance(current, Text) and isinstance(before[f], str):
@@ -541,7 +570,7 @@ class _Rules:
                 if k in old:
                     votes[k] = old[k]
                 else:
-                    votes.pop(k, None)
+                    _delete_key(votes, k)
 
         return fix
 
@@ -587,7 +616,7 @@ class _Rules:
             if key in before:
                 container[key] = _value(before[key])
             else:
-                container.pop(key, None)
+                _delete_key(container, key)
 
         return fix
 
@@ -602,6 +631,6 @@ class _Rules:
             elif f in before:
                 entry[f] = _value(before[f])
             else:
-                entry.pop(f, None)
+                _delete_key(entry, f)
 
         return fix

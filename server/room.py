@@ -18,7 +18,8 @@ import orjson
 import pycrdt
 from pycrdt import Doc
 
-from . import closecodes, protocol
+from . import closecodes, protocol, yupdate
+from .bindings import MAX_IDS_PER_SESSION, ClientIds
 from .broker.base import (
     KIND_AWARENESS,
     KIND_CONTROL,
@@ -30,8 +31,18 @@ from .broker.base import (
 from .canvas.templates import server_client_id
 from .closecodes import CloseSession
 from .protocol import NULL_STATE, Kind
-from .session import Session
+from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
+from .vouch import (
+    FACILITATOR_BOUNDS,
+    PARTICIPANT_BOUNDS,
+    Bounds,
+    Refused,
+    Verdict,
+    Vouch,
+    decode_state_vector,
+    encode_state_vector,
+)
 
 log = logging.getLogger("cocanvas.room")
 
@@ -56,12 +67,28 @@ class Admitted:
     audit: Sequence[AuditEntry] = field(default_factory=tuple)
 
 
-class UpdateGate:
-    """The seam where policy plugs in. The default applies every update as it is."""
+class CompensationFailed(Exception):
+    """The gate applied an update but could not put right what it broke: the room's document
+    holds something no rule allowed, so the room must be rebuilt from the store."""
 
-    def admit(self, room: Room, session: Session, update: bytes) -> Admitted:
-        room.doc.apply_update(update)
-        return Admitted(update)
+
+# Identity the room claims its own client ids with (the store records them as the server's).
+_LEGACY = Identity(":legacy", "", "", "viewer")
+
+
+class UpdateGate:
+    """The seam where policy plugs in. The default applies every update as it is.
+
+    ``adds`` is False when the update brings no new structs (only deletes): the gate then
+    returns ``Admitted(None)`` if it changed nothing, so nothing is stored or relayed for it.
+    """
+
+    def admit(self, room: Room, session: Session, update: bytes, adds: bool = True) -> Admitted:
+        if adds:
+            room.doc.apply_update(update)
+            return Admitted(update)
+        net = transact(room.doc, f"session:{session.id}", lambda: room.doc.apply_update(update))
+        return Admitted(update if net is not None else None)
 
     def attach(self, room: Room) -> None:
         """Called once the room's document is loaded (observers go here)."""
@@ -136,6 +163,9 @@ class Room(BrokerListener):
         # The server writes into this doc (corrections, HTTP changes): a 32-bit client id keeps
         # y-py 0.6 clients, which mis-decode larger ids, in sync.
         self.doc: Doc = Doc(client_id=server_client_id())
+        # Who owns each client id, and the structural validator with its index of the doc.
+        self.client_ids = ClientIds(canvas_id, store)
+        self.vouch = Vouch(self._extract)
         self.sessions: set[Session] = set()
         self.closed = False
         self._awareness_tick_s = awareness_tick_s
@@ -184,7 +214,32 @@ class Room(BrokerListener):
         self.log_count = len(stored.updates)
         self.log_bytes = sum(len(u) for _, u in stored.updates)
         self.doc_bytes = sum(len(p) for p in parts)
+        self.vouch.reset(self._state())
+        await self.client_ids.load()
+        await self._bind_own_ids()
         self.gate.attach(self)
+
+    async def _bind_own_ids(self) -> None:
+        """Bind the room's client id to the server, and mark ids with content but no owner
+        (written before bindings existed, e.g. by the template) so nobody can claim them."""
+        legacy = [c for c in self._state() if self.client_ids.owner(c) is None]
+        if legacy:
+            await self.client_ids.claim(legacy, _LEGACY)
+        while await self.client_ids.claim([self.doc.client_id], None):
+            # Taken (a one-in-four-billion clash): the server writes with another id.
+            fresh: Doc = Doc(client_id=server_client_id())
+            fresh.apply_update(self.doc.get_update())
+            self.doc = fresh
+
+    def _state(self) -> dict[int, int]:
+        return decode_state_vector(self.doc.get_state())
+
+    def _extract(self, clients: object) -> bytes:
+        """An update of just these clients' structs, from the room's document (for the index)."""
+        state = self._state()
+        for c in clients:  # type: ignore[attr-defined]
+            state.pop(c, None)
+        return self.doc.get_update(encode_state_vector(state))
 
     async def close(self, code: int = closecodes.SERVICE_RESTART, reason: str = "") -> None:
         if self.closed:
@@ -255,10 +310,10 @@ class Room(BrokerListener):
         except protocol.ProtocolError as exc:
             raise CloseSession(closecodes.PROTOCOL_ERROR, str(exc)) from None
         kind = message.kind
-        if kind is Kind.SYNC_UPDATE or kind is Kind.SYNC_STEP2:
-            await self._on_update(
-                session, message.payload, frame if kind is Kind.SYNC_UPDATE else None
-            )
+        if kind is Kind.SYNC_UPDATE:
+            await self._on_update(session, message.payload, frame)
+        elif kind is Kind.SYNC_STEP2:
+            await self._on_update(session, message.payload, None, step2=True)
         elif kind is Kind.AWARENESS:
             self._on_awareness(session, message.payload)
         elif kind is Kind.SYNC_STEP1:
@@ -279,23 +334,43 @@ class Room(BrokerListener):
         await self._barrier()
         session.send(protocol.sync_step2(diff))
 
-    async def _on_update(self, session: Session, update: bytes, frame: bytes | None) -> None:
+    async def _on_update(
+        self, session: Session, update: bytes, frame: bytes | None, step2: bool = False
+    ) -> None:
         if update == protocol.EMPTY_UPDATE:
             return
         if self.doc_bytes + len(update) > self._max_document_bytes:
             raise CloseSession(closecodes.DOCUMENT_TOO_LARGE, "canvas is at its maximum size")
+        identity = session.identity
+        bounds = FACILITATOR_BOUNDS if identity.role == ROLE_FACILITATOR else PARTICIPANT_BOUNDS
         try:
-            admitted = self.gate.admit(self, session, update)
+            parsed = yupdate.read_update(update, bounds.reader_limits())
+        except yupdate.UpdateTooLarge as exc:
+            raise CloseSession(closecodes.POLICY_VIOLATION, f"update refused: {exc}") from None
+        except yupdate.UpdateError as exc:
+            raise CloseSession(closecodes.INVALID_PAYLOAD, f"malformed update: {exc}") from None
+        verdict = await self._vouch_for(session, parsed, bounds, step2)
+        # From the verdict to the apply nothing awaits: the verdict holds for this document.
+        try:
+            admitted = self.gate.admit(self, session, update, adds=bool(verdict.runs))
         except CloseSession:
             raise
         except BaseException as exc:
             if _is_fatal(exc):
                 raise
-            if not isinstance(exc, Exception):
-                # A Rust panic may have left a half-applied transaction: rebuild from the store.
+            if isinstance(exc, CompensationFailed):
+                log.error("could not compensate an update on %s: %s", self.canvas_id, exc)
+            elif not isinstance(exc, Exception):
+                # A Rust panic may have left a half-applied transaction.
                 log.error("panic applying an update to %s: %r", self.canvas_id, exc)
+            if isinstance(exc, CompensationFailed) or not isinstance(exc, Exception):
+                # The document may hold what was never stored: rebuild it from the store.
                 spawn(self._rebuild())
+                raise CloseSession(closecodes.POLICY_VIOLATION, "update refused") from None
             raise CloseSession(closecodes.INVALID_PAYLOAD, "update rejected") from None
+        self.vouch.commit(verdict)
+        if admitted.reply is not None:
+            self._learn(admitted.reply)
         if admitted.update is not None:
             net = admitted.update
             await self._commit(net, admitted.audit, session, frame if net is update else None)
@@ -303,6 +378,59 @@ class Room(BrokerListener):
             session.send(protocol.sync_update(admitted.reply))
         if admitted.refusal is not None:
             session.send(protocol.permission_denied(admitted.refusal))
+
+    async def _vouch_for(
+        self, session: Session, parsed: yupdate.Update, bounds: Bounds, step2: bool
+    ) -> Verdict:
+        """Validate, binding new client ids to the sender; raise CloseSession(1008) to refuse.
+
+        Claims await the store, and the document may move meanwhile, so the update is checked
+        again after every await; the last check happens right before the apply.
+        """
+        identity = session.identity
+        while True:
+            if self.vouch.stale:
+                self.vouch.reset(self._state())
+            try:
+                verdict = self.vouch.check(parsed, bounds)
+                refusal: Refused | None = None
+            except Refused as exc:
+                refusal = exc
+            if refusal is None:
+                unbound = [c for c in verdict.clients if self.client_ids.owner(c) is None]
+                if not unbound:
+                    foreign = [
+                        c for c in verdict.clients if not self.client_ids.owned_by(c, identity)
+                    ]
+                    if not foreign:
+                        return verdict
+                    refusal = Refused(
+                        f"structs written with client id {foreign[0]}, which belongs to "
+                        "someone else",
+                        missing=True,
+                    )
+                else:
+                    if len(session.bound_ids) + len(unbound) > MAX_IDS_PER_SESSION:
+                        raise CloseSession(
+                            closecodes.POLICY_VIOLATION, "too many client ids on one connection"
+                        )
+                    taken = await self.client_ids.claim(unbound, identity)
+                    session.bound_ids.update(c for c in unbound if c not in taken)
+                    continue
+            assert refusal is not None
+            if refusal.missing and step2 and not session.caught_up:
+                # Maybe another node's updates are in the store but not here yet.
+                session.caught_up = True
+                await self._catch_up()
+                continue
+            raise CloseSession(closecodes.POLICY_VIOLATION, f"update refused: {refusal.reason}")
+
+    def _learn(self, update: bytes) -> None:
+        """Index an update the room applied without validating it (trusted sources)."""
+        try:
+            self.vouch.learn(update)
+        except (yupdate.UpdateError, ValueError):
+            self.vouch.stale = True
 
     async def _commit(
         self,
@@ -333,6 +461,7 @@ class Room(BrokerListener):
         update = transact(doc, "server", lambda: change(doc))
         if update is None:
             return None
+        self._learn(update)
         await self._commit(update, audit, None)
         return update
 
@@ -491,6 +620,7 @@ class Room(BrokerListener):
                 log.warning("bad update from node %s on %s", message.node_id, self.canvas_id)
                 self.on_broker_gap()
                 return
+            self._learn(message.payload)
             if self._rebuild_replay is not None:
                 self._rebuild_replay.append(message.payload)
             self.doc_bytes += len(message.payload)
@@ -557,24 +687,31 @@ class Room(BrokerListener):
         while True:
             self._heal_again = False
             try:
-                stored = await self.store.load(self.canvas_id)
+                await self._catch_up()
             except StoreError:
                 log.warning("heal of %s postponed: store unavailable", self.canvas_id)
                 await asyncio.sleep(0.5)
                 self._heal_again = True
-                stored = None
-            if stored is not None and not self.closed:
-                before = self.doc.get_state()
-                with self.doc.transaction(origin="heal"):
-                    for part in stored.parts():
-                        self.doc.apply_update(part)
-                diff = self.doc.get_update(before)
-                if diff != protocol.EMPTY_UPDATE and self.doc.get_state() != before:
-                    frame = protocol.sync_update(diff)
-                    for session in self.sessions:
-                        session.send(frame)
             if not self._heal_again or self.closed:
                 return
+
+    async def _catch_up(self) -> None:
+        """Apply what the store has and this room lacks; send it to local sessions."""
+        stored = await self.store.load(self.canvas_id)
+        if stored is None or self.closed:
+            return
+        before = self.doc.get_state()
+        with self.doc.transaction(origin="heal"):
+            for part in stored.parts():
+                self.doc.apply_update(part)
+        if self.doc.get_state() == before:
+            return
+        diff = self.doc.get_update(before)
+        self._learn(diff)
+        if diff != protocol.EMPTY_UPDATE:
+            frame = protocol.sync_update(diff)
+            for session in self.sessions:
+                session.send(frame)
 
     async def _rebuild(self) -> None:
         """Replace a possibly corrupted document with the store's, keeping concurrent updates."""
@@ -585,10 +722,13 @@ class Room(BrokerListener):
             if stored is None:
                 return
             fresh: Doc = Doc(client_id=server_client_id())
+            while await self.client_ids.claim([fresh.client_id], None):
+                fresh = Doc(client_id=server_client_id())
             for part in stored.parts() + self._rebuild_replay:
                 fresh.apply_update(part)
             self.gate.detach(self)
             self.doc = fresh
+            self.vouch.reset(self._state())
             self.gate.attach(self)
         finally:
             self._rebuild_replay = None
@@ -607,4 +747,5 @@ class Room(BrokerListener):
         if await self.store.compact(self.canvas_id, merge_updates):
             stats = await self.store.log_stats(self.canvas_id)
             self.log_count, self.log_bytes = stats.count, stats.bytes
-            self.doc_bytes = len(self.doc.get_update())
+            # What the store keeps: the new snapshot (about the document) plus the log.
+            self.doc_bytes = len(self.doc.get_update()) + stats.bytes

@@ -41,6 +41,11 @@ class Session(abc.ABC):
         self.identity = identity
         # Awareness client ids this connection has announced; removed for everyone when it leaves.
         self.client_ids: set[int] = set()
+        # Yjs client ids this connection bound to its identity (structs or presence); capped.
+        self.bound_ids: set[int] = set()
+        # A reconnecting tab's step 2 may carry another node's updates this node has not heard
+        # yet: the room catches up from the store once per session before refusing it.
+        self.caught_up = False
 
     @abc.abstractmethod
     def send(self, frame: bytes) -> None:

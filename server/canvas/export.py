@@ -6,7 +6,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-ROOTS = ("meta", "blocks", "notes", "orgs")
+from .schema import ROOTS
 
 
 def doc_to_json(doc: Doc) -> dict[str, Any]:

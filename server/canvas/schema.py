@@ -1,0 +1,99 @@
+"""The shape of a canvas document, in one place: what may sit where.
+
+Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
+before it is applied), by the policy (its roots) and by the JSON export. The document is four
+root maps; every container is a *class* below, and each says which children it takes:
+
+* ``meta``   – plain values (title, template, created_at, protect_notes, …)
+* ``blocks`` – block id -> Map ``block`` of plain values
+* ``notes``  – note id -> Map ``note``: plain values, ``text`` a Text (or a plain string written by
+  other tools), ``votes`` a Map ``votes`` of plain values
+* ``orgs``   – org id -> Map ``org`` of plain values
+* ``text``   – a note's Text: characters and formatting marks, nothing embedded
+
+Nothing else: no other roots, no Arrays, no Xml types, no embeds, binaries or subdocuments, and so
+a bounded depth (root, entry, field, leaf). Deleted content (tombstones) may appear anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import yupdate as y
+
+ROOTS = ("meta", "blocks", "notes", "orgs")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """What one map key (or a sequence position) may hold."""
+
+    values: bool = False  # plain values (Any / JSON content)
+    types: dict[int, str] = field(default_factory=dict)  # type ref -> class of the new type
+    text: bool = False  # characters and formatting (sequence of a Text)
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    keys: dict[str, Slot] = field(default_factory=dict)  # map entries with a fixed meaning
+    other: Slot | None = None  # any other map key
+    sequence: Slot | None = None  # sequence children (None: the container has none)
+
+    def slot(self, sub: str | None) -> Slot | None:
+        if sub is None:
+            return self.sequence
+        return self.keys.get(sub, self.other)
+
+
+VALUES = Slot(values=True)
+
+CONTAINERS: dict[str, Container] = {
+    "meta": Container(other=VALUES),
+    "blocks": Container(other=Slot(types={y.MAP: "block"})),
+    "block": Container(other=VALUES),
+    "notes": Container(other=Slot(types={y.MAP: "note"})),
+    "note": Container(
+        keys={
+            "text": Slot(values=True, types={y.TEXT: "text"}),
+            "votes": Slot(types={y.MAP: "votes"}),
+        },
+        other=VALUES,
+    ),
+    "votes": Container(other=VALUES),
+    "text": Container(sequence=Slot(text=True)),
+    "orgs": Container(other=Slot(types={y.MAP: "org"})),
+    "org": Container(other=VALUES),
+}
+
+# Root name -> its class (roots are Maps whose class is their name).
+ROOT_CLASSES = {name: name for name in ROOTS}
+
+
+def allows(cls: str, sub: str | None, content: int, type_ref: int | None) -> str | None:
+    """Why a struct of this content may not sit under key ``sub`` of a ``cls`` container
+    (None: it may). For a type, the caller learns its class from :func:`type_class`."""
+    if content == y.DELETED:
+        return None
+    container = CONTAINERS.get(cls)
+    if container is None:
+        return f"nothing may be written inside {cls}"
+    slot = container.slot(sub)
+    where = f"{cls}.{sub}" if sub is not None else f"the sequence of {cls}"
+    if slot is None:
+        return f"{where} is not part of the canvas schema"
+    if content == y.TYPE:
+        if type_ref in slot.types:
+            return None
+        name = y.TYPE_NAMES.get(type_ref or 0, "unknown type")
+        return f"a {name} may not be written at {where}"
+    if content in (y.ANY, y.JSON):
+        return None if slot.values else f"{where} takes no plain values"
+    if content in (y.STRING, y.FORMAT):
+        return None if slot.text else f"{where} takes no text"
+    return f"{y.CONTENT_NAMES.get(content, 'unknown')} content is not part of the canvas schema"
+
+
+def type_class(cls: str, sub: str | None, type_ref: int) -> str | None:
+    container = CONTAINERS.get(cls)
+    slot = container.slot(sub) if container is not None else None
+    return slot.types.get(type_ref) if slot is not None else None

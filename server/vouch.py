@@ -1,0 +1,457 @@
+"""Structural validation of a Yjs update before it touches a room's document.
+
+The policy (``policy.py``) judges an update by what it changed when it was applied. A crafted
+update can also act *later*: a delete set over clocks that do not exist yet deletes a victim's next
+note inside the victim's own transaction; a struct whose origin does not exist yet waits inside
+yrs and integrates when that origin arrives, judged with the rights of whoever sent the origin.
+So the server accepts only updates it can fully account for when they arrive:
+
+* every struct new to the room carries a client id owned by the sender (checked by the room,
+  which binds ids; this module says which ids an update introduces);
+* every struct starts where its client's known clocks end (nothing waits for missing clocks);
+* every origin, right origin and parent resolves to an item the room has or the update brings;
+* the delete set names only clocks that exist once the update's own structs are in;
+* every struct sits where the canvas schema (``canvas/schema.py``) allows its content;
+* the work is bounded: structs, values, map keys and delete ranges per update.
+
+To know where a struct lands, the validator keeps an index of every item in the document: per
+client, runs of clocks that share a container class, a map key and (for a shared type) the
+class of the type itself. Runs merge, so a note's text typed in one go is one entry. The index
+follows the same rule yrs uses to place an item (the parent of its origin if that is a live item,
+else of its right origin, else its explicit parent), so what is validated is what integrates.
+Items whose container yrs cannot resolve (under garbage-collected content) are dropped by yrs;
+they are still held to the kinds the schema knows.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from . import yupdate as y
+from .canvas import schema
+
+# Container class of items under garbage-collected content: yrs drops what lands there.
+GC_CLASS = "\x00gc"
+# Content kinds and type refs the schema uses nowhere: refused wherever they would land.
+_NEVER_CONTENT = frozenset((y.BINARY, y.EMBED, y.DOC))
+_NEVER_TYPES = frozenset((y.ARRAY, y.XML_ELEMENT, y.XML_FRAGMENT, y.XML_HOOK, y.XML_TEXT))
+
+# (container class, map key or None, class of the item itself when it is a shared type)
+Info = tuple[str, str | None, str | None]
+
+
+class Refused(Exception):
+    """The update is structurally invalid; nothing of it may be applied."""
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        # True when it refers to clocks the room does not have: a room that is behind the
+        # store (another node's updates not arrived yet) may accept it after catching up.
+        self.missing = missing
+
+
+@dataclass(slots=True)
+class Bounds:
+    """Work one update may ask for. ``None``: unbounded (the server itself)."""
+
+    structs: int | None = None  # structs plus values inside contents
+    keys: int | None = None  # new map entries
+    delete_ranges: int | None = None
+
+    def reader_limits(self) -> y.Limits:
+        return y.Limits(structs=self.structs, delete_ranges=self.delete_ranges, any_depth=32)
+
+
+# A browser tab's update is one transaction: a note is about a dozen structs, a paste one.
+# A reconnecting tab's step 2 carries its offline work. These bounds allow hundreds of notes
+# per update and keep the worst frame's validation, apply and policy work in the tens of ms.
+PARTICIPANT_BOUNDS = Bounds(structs=20_000, keys=5_000, delete_ranges=20_000)
+FACILITATOR_BOUNDS = Bounds(structs=200_000, keys=50_000, delete_ranges=200_000)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What an accepted update adds: the client ids it introduces structs for, and the runs
+    to add to the index once it is applied."""
+
+    clients: set[int] = field(default_factory=set)
+    runs: list[tuple[int, int, int, Info]] = field(default_factory=list)  # client, clock, len
+    keys: int = 0
+    deletes: int = 0  # delete ranges
+
+
+class _Runs:
+    """One client's runs: starts[i] .. starts[i+1] (or end) share infos[i]."""
+
+    __slots__ = ("starts", "infos", "end")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.infos: list[Info] = []
+        self.end = 0
+
+    def find(self, clock: int) -> Info | None:
+        if clock >= self.end:
+            return None
+        i = bisect.bisect_right(self.starts, clock) - 1
+        return self.infos[i] if i >= 0 else None
+
+    def add(self, clock: int, length: int, info: Info) -> None:
+        if clock != self.end:
+            raise ValueError("runs must be added in clock order")
+        if not self.infos or self.infos[-1] != info:
+            self.starts.append(clock)
+            self.infos.append(info)
+        self.end = clock + length
+
+
+class Vouch:
+    """The index of one room's document, and the validator that uses it.
+
+    The index is built lazily, a client at a time: a room loads with every client of its
+    document *unindexed* (just its clock range known), and the first update that refers to a
+    client's items indexes that client from the document itself (``source`` returns an update
+    of just those clients, encoded by yrs). Joining a large canvas costs nothing here; an edit
+    pays for the clients it touches, once.
+    """
+
+    def __init__(self, source: Callable[[Iterable[int]], bytes] | None = None) -> None:
+        self._clients: dict[int, _Runs] = {}
+        self._unindexed: dict[int, int] = {}  # client -> clocks the document has
+        self._interned: dict[Info, Info] = {}
+        self._source = source
+        # Set when a trusted update arrived out of order (another node's, with a gap): the
+        # index may miss items yrs holds; the room resets it from the document before next use.
+        self.stale = False
+
+    # -- the index -------------------------------------------------------------------------
+
+    def end(self, client: int) -> int:
+        runs = self._clients.get(client)
+        if runs is not None:
+            return runs.end
+        return self._unindexed.get(client, 0)
+
+    def _find(self, ident: y.ID) -> Info | None:
+        runs = self._clients.get(ident[0])
+        return runs.find(ident[1]) if runs is not None else None
+
+    def _add(self, client: int, clock: int, length: int, info: Info) -> None:
+        runs = self._clients.get(client)
+        if runs is None:
+            runs = self._clients[client] = _Runs()
+        info = self._interned.setdefault(info, info)
+        runs.add(clock, length, info)
+
+    def reset(self, state: dict[int, int]) -> None:
+        """Forget the index; the document now holds ``state`` (client -> clock)."""
+        self._clients.clear()
+        self._interned.clear()
+        self._unindexed = {c: k for c, k in state.items() if k > 0}
+        self.stale = False
+
+    def _ensure(self, parsed: y.Update) -> None:
+        """Index, from the document, every unindexed client this update builds on."""
+        if not self._unindexed:
+            return
+        wanted = {c for c in _referenced(parsed) if c in self._unindexed}
+        while wanted:
+            if self._source is None:
+                raise RuntimeError("unindexed clients and no document to read them from")
+            part = y.read_update(self._source(wanted))
+            more = {c for c in _referenced(part) if c in self._unindexed and c not in wanted}
+            if more:
+                wanted |= more
+                continue
+            for c in wanted:
+                del self._unindexed[c]
+            verdict = self._walk(part, None, validate=False)
+            self.commit(verdict)
+            return
+
+    def learn(self, update: bytes) -> None:
+        """Index a trusted update that was applied (store, other nodes, the server's own)."""
+        parsed = y.read_update(update)
+        self._ensure(parsed)
+        verdict = self._walk(parsed, None, validate=False)
+        self.commit(verdict)
+
+    def commit(self, verdict: Verdict) -> None:
+        for client, clock, length, info in verdict.runs:
+            end = self.end(client)
+            if clock == end:
+                self._add(client, clock, length, info)
+            elif clock > end:
+                self.stale = True
+
+    def size(self) -> int:
+        return sum(len(r.starts) for r in self._clients.values())
+
+    # -- validation ------------------------------------------------------------------------
+
+    def check(self, parsed: y.Update, bounds: Bounds | None) -> Verdict:
+        """Raise Refused unless the update is one the room can fully account for."""
+        self._ensure(parsed)
+        verdict = self._walk(parsed, bounds, validate=True)
+        for client, ranges in parsed.deletes.items():
+            end = max(self.end(client), self._overlay_end(verdict, client))
+            for clock, length in ranges:
+                if clock + length > end:
+                    raise Refused(
+                        f"deletes clocks {clock}..{clock + length} of client {client}, "
+                        f"which do not exist (known up to {end})",
+                        missing=True,
+                    )
+        verdict.deletes = parsed.delete_ranges
+        return verdict
+
+    @staticmethod
+    def _overlay_end(verdict: Verdict, client: int) -> int:
+        end = 0
+        for c, clock, length, _ in verdict.runs:
+            if c == client:
+                end = max(end, clock + length)
+        return end
+
+    def _walk(self, parsed: y.Update, bounds: Bounds | None, *, validate: bool) -> Verdict:
+        """Place every new struct (in dependency order) and, when validating, judge it."""
+        verdict = Verdict()
+        overlay: dict[int, _Runs] = {}
+        ends: dict[int, int] = {}
+
+        brings: dict[int, int] = {}
+        for st in parsed.structs:
+            if st.content != y.SKIP:
+                brings[st.client] = max(brings.get(st.client, 0), st.clock + st.length)
+        scope = _Scope(self, overlay, brings)
+
+        # Per client, the structs as encoded (contiguous; Skip structs fill gaps).
+        queue: list[list[y.Struct]] = []
+        current: list[y.Struct] = []
+        last_client: int | None = None
+        for s in parsed.structs:
+            if s.client != last_client:
+                if current:
+                    queue.append(current)
+                current = []
+                last_client = s.client
+            current.append(s)
+        if current:
+            queue.append(current)
+
+        keys = 0
+        key_cap = bounds.keys if bounds is not None else None
+        progress = True
+        while queue and progress:
+            progress = False
+            waiting: list[list[y.Struct]] = []
+            for group in queue:
+                i = 0
+                client = group[0].client
+                pos = ends.get(client, self.end(client))
+                while i < len(group):
+                    s = group[i]
+                    if s.content == y.SKIP or s.clock + s.length <= pos:
+                        i += 1
+                        continue
+                    if s.clock > pos:
+                        if not validate:
+                            self.stale = True
+                            i = len(group)
+                            break
+                        raise Refused(
+                            f"structs of client {client} start at clock {s.clock}, but only "
+                            f"clocks below {pos} exist: they would wait for missing clocks",
+                            missing=True,
+                        )
+                    offset = pos - s.clock
+                    info = self._place(s, offset, scope, validate)
+                    if info is None:
+                        break  # depends on a struct of this update not placed yet
+                    length = s.length - offset
+                    runs = overlay.get(client)
+                    if runs is None:
+                        runs = overlay[client] = _Runs()
+                        runs.end = pos
+                    runs.add(pos, length, info)
+                    verdict.runs.append((client, pos, length, info))
+                    verdict.clients.add(client)
+                    if info[1] is not None and s.content != y.GC:
+                        keys += 1
+                        if key_cap is not None and keys > key_cap:
+                            raise Refused("too many map entries in one update")
+                    pos += length
+                    ends[client] = pos
+                    progress = True
+                    i += 1
+                if i < len(group):
+                    waiting.append(group[i:])
+            queue = waiting
+        if queue:
+            if validate:
+                s = queue[0][0]
+                raise Refused(
+                    f"struct {s.client}:{s.clock} refers to an item that does not exist",
+                    missing=True,
+                )
+            self.stale = True
+        verdict.keys = keys
+        return verdict
+
+    def _place(self, s: y.Struct, offset: int, scope: _Scope, validate: bool) -> Info | None:
+        """Where the (new part of the) struct lands; None if it depends on one not placed yet."""
+        if s.content == y.GC:
+            return (GC_CLASS, None, GC_CLASS)
+        if offset > 0:
+            # yrs integrates the new tail with the struct's own previous clock as origin.
+            prev = scope.find((s.client, s.clock + offset - 1))
+            if prev is None:
+                return None
+            container, sub = prev[0], prev[1]
+        else:
+            placed = self._resolve(s, scope, validate)
+            if placed is None:
+                return None
+            container, sub = placed
+        own: str | None = None
+        if validate:
+            self._judge(s, container, sub)
+        if s.content == y.TYPE:
+            if container == GC_CLASS:
+                own = GC_CLASS
+            else:
+                own = schema.type_class(container, sub, s.type_ref or 0) or GC_CLASS
+        return (container, sub, own)
+
+    def _resolve(self, s: y.Struct, scope: _Scope, validate: bool) -> tuple[str, str | None] | None:
+        find = scope.find
+        left = right = None
+        if s.origin is not None:
+            left = find(s.origin)
+            if left is None:
+                return None if scope.later(s.origin) else self._missing(s, s.origin, validate)
+        if s.right is not None:
+            right = find(s.right)
+            if right is None:
+                return None if scope.later(s.right) else self._missing(s, s.right, validate)
+        if s.origin is not None or s.right is not None:
+            # yrs: the parent of the left neighbour if it is a live item, else of the right.
+            for near in (left, right):
+                if near is not None and near[0] != GC_CLASS:
+                    return near[0], near[1]
+            return GC_CLASS, None
+        parent = s.parent
+        if isinstance(parent, str):
+            cls = schema.ROOT_CLASSES.get(parent)
+            if cls is None:
+                if validate:
+                    raise Refused(f"root {parent!r} is not part of the canvas schema")
+                return GC_CLASS, s.sub
+            return cls, s.sub
+        if parent is None:  # the reader never yields this for an item
+            raise Refused("an item without a parent")
+        info = find(parent)
+        if info is None:
+            return None if scope.later(parent) else self._missing(s, parent, validate)
+        if info[2] is None:
+            if info[0] == GC_CLASS:
+                return GC_CLASS, s.sub
+            if validate:
+                raise Refused(f"struct {s.client}:{s.clock} names a parent that is not a type")
+            return GC_CLASS, s.sub
+        return info[2], s.sub
+
+    def _missing(self, s: y.Struct, ident: y.ID, validate: bool) -> tuple[str, str | None]:
+        if validate:
+            raise Refused(
+                f"struct {s.client}:{s.clock} refers to {ident[0]}:{ident[1]}, which does not "
+                "exist: it would wait inside the document and act later",
+                missing=True,
+            )
+        self.stale = True
+        return GC_CLASS, None
+
+    @staticmethod
+    def _judge(s: y.Struct, container: str, sub: str | None) -> None:
+        content = s.content
+        if content in _NEVER_CONTENT or (content == y.TYPE and s.type_ref in _NEVER_TYPES):
+            what = y.TYPE_NAMES.get(s.type_ref or 0) if content == y.TYPE else None
+            raise Refused(
+                f"{what or y.CONTENT_NAMES.get(content, 'unknown')} content is not part of "
+                "the canvas schema"
+            )
+        if container == GC_CLASS or content == y.GC:
+            return
+        why = schema.allows(container, sub, content, s.type_ref)
+        if why is not None:
+            raise Refused(why)
+
+
+class _Scope:
+    """Lookups during one walk: the room's index plus the update's structs placed so far."""
+
+    __slots__ = ("vouch", "overlay", "brings")
+
+    def __init__(self, vouch: Vouch, overlay: dict[int, _Runs], brings: dict[int, int]) -> None:
+        self.vouch = vouch
+        self.overlay = overlay
+        self.brings = brings
+
+    def find(self, ident: y.ID) -> Info | None:
+        runs = self.overlay.get(ident[0])
+        if runs is not None and runs.starts and ident[1] >= runs.starts[0]:
+            return runs.find(ident[1])
+        return self.vouch._find(ident)
+
+    def later(self, ident: y.ID) -> bool:
+        """Not placed yet, but a struct of this update brings it: try again after the others."""
+        return self.brings.get(ident[0], 0) > ident[1] >= self.vouch.end(ident[0])
+
+
+def _referenced(parsed: y.Update) -> set[int]:
+    """Clients whose items the update's structs build on (their own included)."""
+    out: set[int] = set()
+    for s in parsed.structs:
+        out.add(s.client)
+        if s.origin is not None:
+            out.add(s.origin[0])
+        if s.right is not None:
+            out.add(s.right[0])
+        if isinstance(s.parent, tuple):
+            out.add(s.parent[0])
+    return out
+
+
+def decode_state_vector(sv: bytes) -> dict[int, int]:
+    """A v1 state vector as client -> clock (ValueError if malformed)."""
+    r = y._Reader(sv, y.Limits())
+    n = r.uint()
+    if n > len(sv):
+        raise y.UpdateError("state vector count exceeds its bytes")
+    out = {}
+    for _ in range(n):
+        client = r.uint()
+        out[client] = r.uint()
+    if r.pos != r.end:
+        raise y.UpdateError("trailing bytes after the state vector")
+    return out
+
+
+def encode_state_vector(state: dict[int, int]) -> bytes:
+    parts = [_varuint(len(state))]
+    for client, clock in state.items():
+        parts.append(_varuint(client))
+        parts.append(_varuint(clock))
+    return b"".join(parts)
+
+
+def _varuint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
