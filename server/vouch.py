@@ -35,7 +35,8 @@ from .canvas import schema
 # Container class of items under garbage-collected content: yrs drops what lands there.
 GC_CLASS = "\x00gc"
 # Content kinds and type refs the schema uses nowhere: refused wherever they would land.
-_NEVER_CONTENT = frozenset((y.BINARY, y.EMBED, y.DOC))
+# (JSON content is legacy Yjs, which writes Any instead; yrs decodes it differently from Yjs.)
+_NEVER_CONTENT = frozenset((y.JSON, y.BINARY, y.EMBED, y.DOC))
 _NEVER_TYPES = frozenset((y.ARRAY, y.XML_ELEMENT, y.XML_FRAGMENT, y.XML_HOOK, y.XML_TEXT))
 
 # (container class, map key or None, class of the item itself when it is a shared type)
@@ -305,17 +306,26 @@ class Vouch:
         """Where the (new part of the) struct lands; None if it depends on one not placed yet."""
         if s.content == y.GC:
             return (GC_CLASS, None, GC_CLASS)
-        if offset > 0:
-            # yrs integrates the new tail with the struct's own previous clock as origin.
-            prev = scope.find((s.client, s.clock + offset - 1))
-            if prev is None:
-                return None
-            container, sub = prev[0], prev[1]
+        if offset > 0 and (s.origin is not None or s.right is not None):
+            # yrs integrates the new tail with the struct's own previous clock as its origin
+            # (a declared parent, if any, still decides where it lands).
+            tail = y.Struct(
+                s.client,
+                s.clock + offset,
+                s.length - offset,
+                s.content,
+                (s.client, s.clock + offset - 1),
+                s.right,
+                s.parent,
+                s.sub,
+                s.type_ref,
+            )
+            placed = self._resolve(tail, scope, validate)
         else:
             placed = self._resolve(s, scope, validate)
-            if placed is None:
-                return None
-            container, sub = placed
+        if placed is None:
+            return None
+        container, sub = placed
         own: str | None = None
         if validate:
             self._judge(s, container, sub)

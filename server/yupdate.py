@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+
 # Content refs (the low five bits of a struct's info byte).
 GC = 0
 DELETED = 1
@@ -195,7 +197,16 @@ class _Reader:
             raise UpdateError("string is not UTF-8") from None
 
     def skip_string(self) -> None:
-        self.skip_bytes()
+        """Skip a string, checking it is UTF-8 as yrs does when it decodes one."""
+        self.string()
+
+    def json(self) -> None:
+        """Skip a string that must hold JSON (yrs parses format values and embeds)."""
+        raw = self.raw(self.uint())
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpdateError("a value that is not JSON") from None
 
     def ident(self) -> ID:
         return (self.uint(), self.uint())
@@ -223,7 +234,9 @@ class _Reader:
             self.raw(4)
         elif tag in (123, 122):
             self.raw(8)
-        elif tag == 119 or tag == 116:  # string, Uint8Array
+        elif tag == 119:  # string
+            self.skip_string()
+        elif tag == 116:  # Uint8Array
             self.skip_bytes()
         elif tag == 118:  # object
             n = self.uint()
@@ -266,6 +279,8 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
         clock = r.uint()
         if client in seen_clients:
             raise UpdateError("a client's structs appear twice")
+        if n_structs == 0:
+            raise UpdateError("a client with no structs")  # yrs panics on one
         seen_clients.add(client)
         if n_structs > r.end - r.pos:
             raise UpdateError("struct count exceeds the update")
@@ -277,6 +292,8 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
             r.pos += 1
             ref = info & 0x1F
             if ref == GC or ref == SKIP:
+                if info != ref:
+                    raise UpdateError("flags on a GC or Skip struct")  # yrs misreads those
                 length = r.uint()
                 if length == 0:
                     raise UpdateError("empty struct")
@@ -323,8 +340,11 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
             elif ref == FORMAT:
                 length = 1
                 r.skip_string()
-                r.skip_string()
-            elif ref == EMBED or ref == BINARY:
+                r.json()
+            elif ref == EMBED:
+                length = 1
+                r.json()
+            elif ref == BINARY:
                 length = 1
                 r.skip_bytes()
             elif ref == DOC:

@@ -86,7 +86,7 @@ def allows(cls: str, sub: str | None, content: int, type_ref: int | None) -> str
             return None
         name = y.TYPE_NAMES.get(type_ref or 0, "unknown type")
         return f"a {name} may not be written at {where}"
-    if content in (y.ANY, y.JSON):
+    if content == y.ANY:
         return None if slot.values else f"{where} takes no plain values"
     if content in (y.STRING, y.FORMAT):
         return None if slot.text else f"{where} takes no text"
