@@ -4,7 +4,8 @@ A canvas's document is its latest snapshot plus every update row still in its lo
 merges a set of log rows into a new snapshot and deletes exactly those rows, in one transaction,
 after checking that no other compaction replaced the snapshot meanwhile. Rows that commit while a
 compaction runs are therefore never lost, whatever order they commit in (PostgreSQL sequences are
-not commit-ordered). Old snapshots are kept: they are the canvas's history.
+not commit-ordered). Only the newest KEEP_SNAPSHOTS snapshots are kept; named versions are
+kept apart and never pruned.
 
 The store knows nothing of Yjs: merging is a function handed in by the caller.
 """
@@ -128,7 +129,10 @@ class ClientBinding:
 SERVER_OWNER = ":server"
 
 # How many snapshots compaction keeps per canvas (newest first); older ones are pruned with it.
-KEEP_SNAPSHOTS = 3
+# The newest is the document; one more is a fallback. More would make the store grow with the
+# history (100,000 small updates on a 0.9 MB canvas once left 196 snapshots, 132 MB): history
+# that matters is kept on purpose, as named versions.
+KEEP_SNAPSHOTS = 2
 
 Merge = Callable[[list[bytes]], bytes]
 
