@@ -16,6 +16,8 @@ NOT_FOUND = 4404  # no such canvas (or it was deleted)
 REVOKED = 4410  # the invite link behind this token was revoked
 DOCUMENT_TOO_LARGE = 4413  # the update would grow the canvas past COCANVAS_MAX_DOCUMENT_BYTES
 TOO_MANY_CONNECTIONS = 4409  # canvas already has COCANVAS_MAX_CONNECTIONS_PER_CANVAS sessions
+# this participant (token user) already has COCANVAS_MAX_CONNECTIONS_PER_IDENTITY sessions here
+TOO_MANY_FOR_IDENTITY = 4408
 RATE_LIMITED = 4429  # messages or bytes above the per-connection or per-address rate
 
 

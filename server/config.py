@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +36,11 @@ class Settings(BaseSettings):
     # Protocol limits.
     max_message_bytes: int = 8 * 1024 * 1024
     max_document_bytes: int = 64 * 1024 * 1024
-    max_connections_per_canvas: int = 1000
+    max_connections_per_canvas: int = Field(default=1000, ge=1)
+    # Sessions of one participant (the token's user) per canvas per node, so that one token cannot
+    # take every slot of the canvas. Must be below max_connections_per_canvas; left unset, it is
+    # 20, or one less than max_connections_per_canvas (at least 1) when that is 20 or lower.
+    max_connections_per_identity: int = Field(default=20, ge=1)
     # Per-connection token bucket: sustained messages/s and bytes/s, with bursts of `burst` seconds.
     rate_messages_per_s: float = 200.0
     rate_bytes_per_s: float = 4 * 1024 * 1024
@@ -69,6 +74,23 @@ class Settings(BaseSettings):
     log_json: bool = False
     # Directory of the built web client (client/dist). Unset: the packaged copy if present.
     client_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _identity_below_canvas_cap(self) -> Settings:
+        # An explicit value at or above the canvas cap is refused at startup rather than clamped:
+        # it is a security limit, and one silently different from what the operator set would
+        # hide the typo. The default follows a lowered canvas cap instead, so setting only
+        # COCANVAS_MAX_CONNECTIONS_PER_CANVAS keeps working.
+        per_canvas = self.max_connections_per_canvas
+        if self.max_connections_per_identity < per_canvas:
+            return self
+        if "max_connections_per_identity" in self.model_fields_set:
+            raise ValueError(
+                f"COCANVAS_MAX_CONNECTIONS_PER_IDENTITY ({self.max_connections_per_identity}) "
+                f"must be below COCANVAS_MAX_CONNECTIONS_PER_CANVAS ({per_canvas})"
+            )
+        self.max_connections_per_identity = max(1, per_canvas - 1)
+        return self
 
     def resolved_store_url(self) -> str:
         if self.store_url:

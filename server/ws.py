@@ -29,7 +29,7 @@ from .auth import TokenError
 from .closecodes import CloseSession
 from .limits import ConnectionLimiter
 from .room import Room
-from .session import Identity, Session
+from .session import ROLE_EDITOR, Identity, Session
 from .store.base import CanvasNotFound
 
 if TYPE_CHECKING:
@@ -227,16 +227,32 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
     if identity.invite_id is not None and await services.invite_revoked(identity.invite_id):
         await _refuse(send, closecodes.REVOKED, "invite link revoked", subprotocol)
         return
+    if identity.invite_id is not None and not identity.org_id and identity.role == ROLE_EDITOR:
+        # Redeemed from a link made before invites had to name an organization: as a member of
+        # the facilitator's organization "" it could edit the facilitator's protected notes.
+        await _refuse(send, closecodes.REVOKED, "invite link names no organization", subprotocol)
+        return
     try:
         room = await services.rooms.acquire(canvas_id)
     except CanvasNotFound:
         await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
         return
     try:
-        if len(room.sessions) >= settings.max_connections_per_canvas:
-            await _refuse(send, closecodes.TOO_MANY_CONNECTIONS, "canvas is full", subprotocol)
-            return
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        # The caps are counted after the accept (which may suspend) and the session joins below
+        # without suspending in between, so sockets connecting at the same moment cannot all slip
+        # under a cap. room.sessions holds each session on this node until its socket is gone.
+        refusal: tuple[int, str] | None = None
+        if len(room.sessions) >= settings.max_connections_per_canvas:
+            refusal = closecodes.TOO_MANY_CONNECTIONS, "canvas is full"
+        elif (
+            sum(1 for s in room.sessions if s.identity.user_id == identity.user_id)
+            >= settings.max_connections_per_identity
+        ):
+            refusal = closecodes.TOO_MANY_FOR_IDENTITY, "too many connections for this participant"
+        if refusal is not None:
+            await send({"type": "websocket.close", "code": refusal[0], "reason": refusal[1]})
+            return
         session = WebSocketSession(send, identity, settings.send_queue_max_bytes)
         limiter = services.limiter_for(address)
         services.metrics.sessions.inc()

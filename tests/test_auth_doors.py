@@ -42,7 +42,7 @@ def bad_credentials(server: ServerProcess, canvas: dict[str, Any]) -> dict[str, 
     fac = Identity("u_forger", "Forger", "", "facilitator")
     now = time.time()
     other = partner_canvas(server)
-    revoked_inv = make_invite(server, canvas, "", "facilitator")
+    revoked_inv = make_invite(server, canvas, "alpha", "facilitator")
     revoked = api(
         server, "POST", f"/api/invites/{revoked_inv['id']}/redeem", json={"name": "Rex"}
     ).json()

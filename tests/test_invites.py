@@ -9,10 +9,26 @@ import asyncio
 import time
 
 import jwt
+import websockets
 from pycrdt import Map
 
-from tests.partner_helpers import api, attempt, connect, make_invite, member, partner_canvas, redeem
-from tests.support import ServerProcess
+from server.auth import Tokens
+from server.session import Identity
+from server.store import open_store
+from server.store.base import Invite
+from tests.partner_helpers import (
+    api,
+    attempt,
+    canvas_json,
+    connect,
+    make_invite,
+    member,
+    partner_canvas,
+    redeem,
+)
+from tests.support import ServerProcess, YClient
+
+SECRET = "test-secret-" + "x" * 32  # what ServerProcess sets as COCANVAS_SECRET
 
 
 async def test_redeem_gives_a_token_for_the_links_org_and_role(server: ServerProcess) -> None:
@@ -163,3 +179,114 @@ async def test_adding_an_org_adds_its_value_map_live(server: ServerProcess) -> N
     assert same_name.json()["id"] == "gamma-labs-2"
     for c in (fac, g, late):
         await c.close()
+
+
+async def test_an_invite_must_name_one_of_the_canvas_orgs(server: ServerProcess) -> None:
+    canvas = partner_canvas(server)
+    path = f"/api/canvases/{canvas['id']}/invites"
+    fac = canvas["facilitator_token"]
+    base = {"role": "editor", "expires_in_s": 60}
+
+    missing = api(server, "POST", path, fac, json=base)
+    assert missing.status_code == 422, missing.text
+    assert [(e["loc"], e["type"]) for e in missing.json()["detail"]] == [
+        (["body", "org_id"], "missing")
+    ]
+    empty = api(server, "POST", path, fac, json={**base, "org_id": ""})
+    assert empty.status_code == 422, empty.text
+    [error] = empty.json()["detail"]
+    assert error["loc"] == ["body", "org_id"]
+    assert "org_id is required: an invite names one of this canvas's organizations" in error["msg"]
+    unknown = api(server, "POST", path, fac, json={**base, "org_id": "nobody"})
+    assert (unknown.status_code, unknown.json()["detail"]) == (
+        422,
+        "no organization 'nobody' on this canvas",
+    )
+    # A canvas without organizations has nobody to invite until the facilitator adds one.
+    bare = server.create_canvas("Bare", "business-model")
+    assert bare["orgs"] == []
+    r = api(
+        server,
+        "POST",
+        f"/api/canvases/{bare['id']}/invites",
+        bare["facilitator_token"],
+        json={**base, "org_id": ""},
+    )
+    assert r.status_code == 422
+    assert api(server, "GET", path, fac).json() == []  # nothing was created
+
+    # The published schema says so.
+    schema = api(server, "GET", "/openapi.json").json()
+    invite_in = schema["components"]["schemas"]["InviteIn"]
+    assert "org_id" in invite_in["required"]
+    assert invite_in["properties"]["org_id"]["minLength"] == 1
+    responses = schema["paths"]["/api/canvases/{canvas_id}/invites"]["post"]["responses"]
+    assert "org_id" in responses["422"]["description"]
+
+
+async def test_an_invited_editor_cannot_touch_the_facilitators_notes(
+    server: ServerProcess,
+) -> None:
+    """The hole an invite for organization "" opened, closed end to end."""
+    canvas = partner_canvas(server)  # partners protect their notes (on by default here)
+    fac = await connect(server, canvas, canvas["facilitator_token"], "fac")
+    fac.add_note("fac-note", "Facilitator's framing", block="customer-jobs")
+    ed = member(server, canvas, "alpha", "editor", "Eve")
+    assert ed.org_id == "alpha"
+    eve = await connect(server, canvas, ed.token, "eve")
+    await eve.wait_for(lambda: "fac-note" in eve.notes)
+
+    eve.notes["fac-note"]["text"].insert(0, "Eve was here: ")
+    await eve.wait_for(lambda: len(eve.denials) >= 1)
+    del eve.notes["fac-note"]
+    await eve.wait_for(lambda: len(eve.denials) >= 2)
+
+    def intact(notes: Map) -> bool:
+        return "fac-note" in notes and str(notes["fac-note"]["text"]) == "Facilitator's framing"
+
+    # Refused and undone everywhere: on the server, for the facilitator, in Eve's own document.
+    await fac.wait_for(lambda: intact(fac.notes))
+    await eve.wait_for(lambda: intact(eve.notes))
+    stored = canvas_json(server, canvas)["notes"]["fac-note"]
+    assert (stored["text"], stored["org"]) == ("Facilitator's framing", "")
+    # Eve's own notes are still hers to write.
+    eve.add_note("eve-note", "Eve's idea", block="customer-jobs")
+    await fac.wait_for(lambda: "eve-note" in fac.notes and fac.notes["eve-note"]["org"] == "alpha")
+    for c in (fac, eve):
+        await c.close()
+
+
+async def test_links_made_without_an_org_before_the_rule_no_longer_grant_editing(
+    server: ServerProcess,
+) -> None:
+    """Invites for organization "" already in the store: no editor may come from them."""
+    canvas = partner_canvas(server)
+    server.stop()
+    store = open_store(f"sqlite:///{(server.data_dir / 'cocanvas.db').resolve()}")
+    await store.start()
+    now = time.time()
+    for invite_id, role in (("legacy-editor", "editor"), ("legacy-viewer", "viewer")):
+        await store.create_invite(
+            Invite(invite_id, canvas["id"], "", role, now, now + 3600, "operator")
+        )
+    await store.close()
+    server.start()
+
+    r = redeem(server, "legacy-editor", "Eve")
+    assert (r.status_code, r.json()["detail"]) == (
+        410,
+        "invite link names no organization: ask for a new one",
+    )
+    assert redeem(server, "legacy-viewer", "Vic").status_code == 200  # viewers write nothing
+
+    # A token already redeemed from such a link (before the upgrade) is refused at the door.
+    identity = Identity("u_legacy", "Eve", "", "editor", "legacy-editor")
+    token = Tokens(SECRET).issue(canvas["id"], identity, 3600)
+    legacy = YClient(server.ws, canvas["id"], token, "legacy")
+    try:
+        await legacy.connect(wait_sync=False)
+    except websockets.ConnectionClosed:
+        pass
+    await asyncio.wait_for(legacy.closed.wait(), 5)
+    assert (legacy.close_code, legacy.close_reason) == (4410, "invite link names no organization")
+    assert legacy.frames_received == []

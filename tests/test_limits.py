@@ -81,7 +81,13 @@ async def test_flooder_is_closed_while_others_keep_working(tight: ServerProcess)
 
 async def test_canvas_full_gets_4409(tight: ServerProcess) -> None:
     canvas = partner_canvas(tight)
-    clients = [await connect(tight, canvas, canvas["facilitator_token"], f"c{i}") for i in range(4)]
+    # Four participants (the per-participant cap follows the canvas cap of 4 down to 3).
+    tokens = [canvas["facilitator_token"]] + [
+        member(tight, canvas, "alpha", "editor", f"Ed{i}").token for i in range(3)
+    ]
+    clients = [await connect(tight, canvas, t, f"c{i}") for i, t in enumerate(tokens)]
+    newcomer = member(tight, canvas, "beta", "editor", "Late").token
+    assert await attempt(tight, canvas["id"], newcomer) == ([], 4409)
     assert await attempt(tight, canvas["id"], canvas["facilitator_token"]) == ([], 4409)
     clients[0].add_note("still", "works", block="gains")
     await clients[3].wait_for(lambda: "still" in clients[3].notes)
@@ -138,8 +144,9 @@ async def test_new_connection_and_api_floods_per_address(tmp_path: Path) -> None
         assert 429 in statuses and 201 in statuses
         redeems = [
             api(proc, "POST", "/api/invites/nope/redeem", json={"name": "x"}).status_code
-            for _ in range(3)
+            for _ in range(5)
         ]
-        assert redeems == [429, 429, 429]
+        # The bucket refills at 2/s: a loaded machine may let one call through (404) meanwhile.
+        assert set(redeems) <= {429, 404} and redeems.count(429) >= 4, redeems
     finally:
         proc.stop()

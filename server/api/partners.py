@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pycrdt import Doc, Map
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..auth import new_user_id
 from ..broker.base import KIND_CONTROL
 from ..canvas import templates
 from ..limits import AddressBuckets
-from ..session import ROLES, Identity
+from ..session import ROLE_EDITOR, ROLES, Identity
 from ..store.base import AuditEntry, CanvasNotFound, Invite, Participant
 from .deps import Caller, facilitator, services
 
@@ -52,11 +52,45 @@ class OrgOut(BaseModel):
     blocks: list[str]
 
 
+NO_ORG = "org_id is required: an invite names one of this canvas's organizations"
+
+
 class InviteIn(BaseModel):
-    org_id: str = Field(default="", max_length=80)
+    # Required and non-empty: an invite for organization "" would make its holders members of the
+    # facilitator's own organization, and so able to edit the facilitator's protected notes.
+    org_id: str = Field(
+        max_length=80,
+        description="one of the canvas's organizations (ids in the document's `orgs` map)",
+        json_schema_extra={"minLength": 1},
+    )
     role: str = Field(pattern="^(" + "|".join(ROLES) + ")$")
     expires_in_s: float = Field(gt=0, le=MAX_INVITE_TTL_S)
     max_uses: int | None = Field(default=None, ge=1, le=100_000)
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_named(cls, value: str) -> str:
+        if not value:
+            raise ValueError(NO_ORG)
+        return value
+
+
+class ErrorOut(BaseModel):
+    """An HTTPException's body."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """FastAPI's request validation error body (which field, and why)."""
+
+    detail: list[FieldError]
 
 
 class InviteOut(BaseModel):
@@ -248,14 +282,26 @@ async def _canvas_orgs(svc: Services, canvas_id: str) -> set[str]:
         svc.rooms.release(room)
 
 
-@router.post("/api/canvases/{canvas_id}/invites", status_code=201, response_model=InviteOut)
+@router.post(
+    "/api/canvases/{canvas_id}/invites",
+    status_code=201,
+    response_model=InviteOut,
+    responses={
+        422: {
+            "description": "`org_id` missing or empty (validation error on `body.org_id`), "
+            "not one of this canvas's organizations (`detail` is a sentence), "
+            "or another field invalid",
+            "model": ValidationErrorOut | ErrorOut,
+        }
+    },
+)
 async def create_invite(
     canvas_id: str,
     body: InviteIn,
     svc: Services = Depends(services),
     caller: Caller = Depends(facilitator),
 ) -> InviteOut:
-    if body.org_id and body.org_id not in await _canvas_orgs(svc, canvas_id):
+    if body.org_id not in await _canvas_orgs(svc, canvas_id):
         raise HTTPException(422, f"no organization {body.org_id!r} on this canvas")
     now = time.time()
     invite = Invite(
@@ -317,6 +363,10 @@ async def redeem_invite(
         if known.expires_at <= now:
             raise HTTPException(410, "invite link expired")
         raise HTTPException(410, "invite link used up")
+    if not invite.org_id and invite.role == ROLE_EDITOR:
+        # Made before invites had to name an organization: its holders would share the
+        # facilitator's organization "" and so could edit the facilitator's protected notes.
+        raise HTTPException(410, "invite link names no organization: ask for a new one")
     identity = Identity(new_user_id(), body.name, invite.org_id, invite.role, invite.id)
     # Tokens.issue floors now + ttl; from a whole second, the token never outlives the link.
     ttl = int(invite.expires_at) - now
