@@ -13,7 +13,7 @@ RPORT=${RPORT:-6391}
 mkdir -p "$(dirname "$OUT")"
 export COCANVAS_SECRET=bench-secret-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 export COCANVAS_RATE_MESSAGES_PER_S=100000 COCANVAS_RATE_CONNECTIONS_PER_S=100000
-export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=5000 COCANVAS_LOG_LEVEL=warning
+export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=5000 COCANVAS_MAX_CONNECTIONS_PER_IDENTITY=4999 COCANVAS_LOG_LEVEL=warning
 PG=postgresql://postgres@127.0.0.1:5432/test
 source "$here/scripts/bench-runs.sh"
 runs=("${runs[@]:0:4}")  # issue 3 measures the first four rows across two nodes

@@ -14,11 +14,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pycrdt
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from . import closecodes, protocol, yupdate
+from .awareness import Presence
 from .bindings import MAX_IDS_PER_SESSION, ClientIds
 from .broker.base import (
     KIND_AWARENESS,
@@ -30,7 +30,7 @@ from .broker.base import (
 )
 from .canvas.templates import server_client_id
 from .closecodes import CloseSession
-from .protocol import NULL_STATE, Kind
+from .protocol import Kind
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
 from .vouch import (
@@ -46,10 +46,6 @@ from .vouch import (
 
 log = logging.getLogger("cocanvas.room")
 
-# Each awareness client id a session announces costs memory on every node; a browser tab has one.
-MAX_CLIENT_IDS_PER_SESSION = 16
-# Awareness flushes are spaced at least this much per session in the room (see _schedule_awareness).
-AWARENESS_TICK_PER_SESSION_S = 0.0001
 # Unloading compacts a log this long; a handful of rows is cheaper to replay than to rewrite.
 MIN_LOG_TO_COMPACT_ON_UNLOAD = 32
 
@@ -168,19 +164,19 @@ class Room(BrokerListener):
         self.vouch = Vouch(self._extract)
         self.sessions: set[Session] = set()
         self.closed = False
-        self._awareness_tick_s = awareness_tick_s
         self._compact_updates = compact_updates
         self._compact_bytes = compact_bytes
         self._max_document_bytes = max_document_bytes
         self._store_retry_s = store_retry_s
-        # awareness: client id -> (clock, state JSON, owner: local Session or remote node id)
-        self.awareness: dict[int, tuple[int, bytes, Session | str]] = {}
-        self._aw_local: dict[int, tuple[int, bytes]] = {}  # pending for local sessions
-        self._aw_publish: dict[int, tuple[int, bytes]] = {}  # pending for other nodes
-        # Who contributed to the pending batch; None stands for the server (departures, other nodes).
-        self._aw_sources: set[Session | None] = set()
-        self._aw_handle: asyncio.Handle | None = None
-        self._aw_last_flush = 0.0
+        # Presence: stamped, owned, bounded awareness states, coalesced per tick.
+        self.presence = Presence(
+            canvas_id,
+            sessions=lambda: self.sessions,
+            publish=lambda payload: self.broker.publish(canvas_id, KIND_AWARENESS, payload),
+            client_ids=self.client_ids,
+            org_name=self._org_name,
+            tick_s=awareness_tick_s,
+        )
         # durability barrier: appends in flight, by ticket
         self._ticket = 0
         self._inflight: set[int] = set()
@@ -248,8 +244,7 @@ class Room(BrokerListener):
         for session in list(self.sessions):
             session.close(code, reason)
         self.sessions.clear()
-        if self._aw_handle is not None:
-            self._aw_handle.cancel()
+        self.presence.close()
         await self.broker.unsubscribe(self.canvas_id)
         for task in (self._healing, self._compacting):
             if task is not None and not task.done():
@@ -273,29 +268,13 @@ class Room(BrokerListener):
             return
         self.sessions.add(session)
         session.send(protocol.sync_step1(self.doc.get_state()))
-        states = [
-            (cid, clock, state)
-            for cid, (clock, state, _) in self.awareness.items()
-            if state != NULL_STATE
-        ]
-        if states:
-            session.send(protocol.awareness(protocol.encode_awareness(states)))
+        frame = self.presence.join_frame()
+        if frame is not None:
+            session.send(frame)
 
     def leave(self, session: Session) -> None:
         self.sessions.discard(session)
-        self._aw_sources.discard(session)
-        for cid in session.client_ids:
-            current = self.awareness.get(cid)
-            if current is None or current[2] is not session:
-                continue
-            gone = (current[0] + 1, NULL_STATE)
-            self.awareness[cid] = (gone[0], NULL_STATE, session)
-            self._aw_local[cid] = gone
-            self._aw_publish[cid] = gone
-        session.client_ids.clear()
-        if self._aw_local:
-            self._aw_sources.add(None)
-            self._schedule_awareness()
+        self.presence.leave(session)
         if not self.sessions and self._on_empty is not None:
             self._on_empty(self)
 
@@ -315,12 +294,11 @@ class Room(BrokerListener):
         elif kind is Kind.SYNC_STEP2:
             await self._on_update(session, message.payload, None, step2=True)
         elif kind is Kind.AWARENESS:
-            self._on_awareness(session, message.payload)
+            await self.presence.receive(session, message.payload)
         elif kind is Kind.SYNC_STEP1:
             await self._on_step1(session, message.payload)
         elif kind is Kind.QUERY_AWARENESS:
-            states = [(c, clk, st) for c, (clk, st, _) in self.awareness.items()]
-            session.send(protocol.awareness(protocol.encode_awareness(states)))
+            session.send(self.presence.query_frame())
         # Kind.AUTH from a client carries nothing we act on.
 
     async def _on_step1(self, session: Session, state_vector: bytes) -> None:
@@ -521,90 +499,11 @@ class Room(BrokerListener):
 
     # -- awareness ------------------------------------------------------------------------
 
-    def _on_awareness(self, session: Session, payload: bytes) -> None:
-        try:
-            entries = protocol.decode_awareness(payload)
-        except protocol.ProtocolError as exc:
-            raise CloseSession(closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}") from None
-        accepted: list[tuple[int, int, bytes]] = []
-        for cid, clock, state in entries:
-            current = self.awareness.get(cid)
-            if state == NULL_STATE:
-                # A session removes only its own states. Stock y-websocket clients echo every
-                # change they hear, others' departures included: those echoes are not news.
-                if current is None or current[2] is not session or clock < current[0]:
-                    continue
-            elif current is not None and clock <= current[0]:
-                continue  # not newer: an echo, or out of date
-            else:
-                try:
-                    # Browsers JSON.parse every state relayed to them: relay nothing else.
-                    orjson.loads(state)
-                except orjson.JSONDecodeError as exc:
-                    raise CloseSession(
-                        closecodes.PROTOCOL_ERROR, f"bad awareness update: {exc}"
-                    ) from None
-            accepted.append((cid, clock, state))
-        if not accepted:
-            return
-        for cid, clock, state in accepted:
-            current = self.awareness.get(cid)
-            if state == NULL_STATE:
-                session.client_ids.discard(cid)
-            else:
-                owner = current[2] if current is not None else None
-                if owner is not session and isinstance(owner, Session):
-                    # A reconnecting tab keeps its client id: the newer clock takes it over.
-                    owner.client_ids.discard(cid)
-                if cid not in session.client_ids:
-                    if len(session.client_ids) >= MAX_CLIENT_IDS_PER_SESSION:
-                        raise CloseSession(
-                            closecodes.POLICY_VIOLATION, "too many awareness client ids"
-                        )
-                    session.client_ids.add(cid)
-            self.awareness[cid] = (clock, state, session)
-            self._aw_local[cid] = (clock, state)
-            self._aw_publish[cid] = (clock, state)
-        self._aw_sources.add(session)
-        self._schedule_awareness()
-
-    def _schedule_awareness(self) -> None:
-        """Leading-edge throttle: a lone update goes out at once, a burst once per tick."""
-        if self._aw_handle is not None:
-            return
-        loop = asyncio.get_running_loop()
-        # A flush costs a send to every session and, from stock y-websocket clients, an echo back
-        # from each: the tick grows with the room so flushes x sessions stays bounded (100 ms at
-        # 1,000 sessions, the configured tick for workshop-sized rooms).
-        tick = max(self._awareness_tick_s, len(self.sessions) * AWARENESS_TICK_PER_SESSION_S)
-        wait = self._aw_last_flush + tick - loop.time()
-        if wait <= 0:
-            self._aw_handle = loop.call_soon(self._flush_awareness)
-        else:
-            self._aw_handle = loop.call_later(wait, self._flush_awareness)
-
-    def _flush_awareness(self) -> None:
-        self._aw_handle = None
-        loop = asyncio.get_running_loop()
-        self._aw_last_flush = loop.time()
-        if self._aw_local:
-            entries = [(cid, clock, st) for cid, (clock, st) in self._aw_local.items()]
-            frame = protocol.awareness(protocol.encode_awareness(entries))
-            # Echoing a client's own state back is harmless, but skip it when the whole batch is
-            # that client's own news.
-            skip = next(iter(self._aw_sources)) if len(self._aw_sources) == 1 else None
-            for session in self.sessions:
-                if session is not skip:
-                    session.send(frame)
-            self._aw_local.clear()
-        self._aw_sources.clear()
-        if self._aw_publish:
-            entries = [(cid, clock, st) for cid, (clock, st) in self._aw_publish.items()]
-            self.broker.publish(self.canvas_id, KIND_AWARENESS, protocol.encode_awareness(entries))
-            self._aw_publish.clear()
-        # Forget departed clients' tombstones once told, keeping memory flat over long workshops.
-        for cid in [c for c, (_, st, _) in self.awareness.items() if st == NULL_STATE]:
-            del self.awareness[cid]
+    def _org_name(self, org_id: str) -> str | None:
+        """An organization's name as the canvas shows it (stamped into presence)."""
+        org = self.doc.get("orgs", type=Map).get(org_id) if org_id else None
+        name = org.get("name") if isinstance(org, Map) else None
+        return name if isinstance(name, str) else None
 
     # -- other nodes ----------------------------------------------------------------------
 
@@ -628,21 +527,7 @@ class Room(BrokerListener):
             for session in self.sessions:
                 session.send(frame)
         elif message.kind == KIND_AWARENESS:
-            try:
-                entries = protocol.decode_awareness(message.payload)
-            except protocol.ProtocolError:
-                return
-            for cid, clock, state in entries:
-                current = self.awareness.get(cid)
-                if current is not None and not (
-                    clock > current[0] or (clock == current[0] and state == NULL_STATE)
-                ):
-                    continue
-                self.awareness[cid] = (clock, state, message.node_id)
-                self._aw_local[cid] = (clock, state)
-            if self._aw_local:
-                self._aw_sources.add(None)
-                self._schedule_awareness()
+            self.presence.on_remote(message.node_id, message.payload)
         elif message.kind == KIND_CONTROL:
             self.on_control(message.payload)
 
@@ -666,13 +551,7 @@ class Room(BrokerListener):
 
     def on_node_lost(self, node_id: str) -> None:
         log.info("node %s lost: dropping its awareness states on %s", node_id, self.canvas_id)
-        for cid, (clock, state, owner) in list(self.awareness.items()):
-            if owner == node_id and state != NULL_STATE:
-                self.awareness[cid] = (clock + 1, NULL_STATE, node_id)
-                self._aw_local[cid] = (clock + 1, NULL_STATE)
-        if self._aw_local:
-            self._aw_sources.add(None)
-            self._schedule_awareness()
+        self.presence.on_node_lost(node_id)
 
     def on_broker_gap(self) -> None:
         if self.closed:

@@ -261,3 +261,18 @@ class YClient:
 
 def node_available() -> bool:
     return shutil.which("node") is not None and shutil.which("npm") is not None
+
+
+STAMPED_USER_FIELDS = ("id", "name", "org", "orgName", "role")
+
+
+def unstamped(state: Any) -> Any:
+    """An awareness state without the fields the server stamps from the token (server/awareness.py),
+    to compare what a client sent with what others received."""
+    if not isinstance(state, dict):
+        return state
+    out = dict(state)
+    user = out.get("user")
+    if isinstance(user, dict):
+        out["user"] = {k: v for k, v in user.items() if k not in STAMPED_USER_FIELDS}
+    return out

@@ -6,12 +6,23 @@ import asyncio
 
 import httpx
 
+from server.auth import Tokens
+from server.session import ROLE_FACILITATOR, Identity
 from tests.support import ServerProcess, YClient
+
+SECRET = "test-secret-" + "x" * 32  # what ServerProcess sets as COCANVAS_SECRET
+
+
+def participant_token(canvas: dict, name: str) -> str:
+    """A facilitator token of its own for each client: one token may hold only
+    COCANVAS_MAX_CONNECTIONS_PER_IDENTITY (20) sockets of a canvas."""
+    identity = Identity(f"u_{name}", name, "", ROLE_FACILITATOR)
+    return Tokens(SECRET).issue(canvas["id"], identity, 3600)
 
 
 async def connect_many(server: ServerProcess, canvas: dict, n: int, prefix: str) -> list[YClient]:
     clients = [
-        YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"{prefix}{i}")
+        YClient(server.ws, canvas["id"], participant_token(canvas, f"{prefix}{i}"), f"{prefix}{i}")
         for i in range(n)
     ]
     await asyncio.gather(*(c.connect() for c in clients))
@@ -86,7 +97,9 @@ async def test_awareness_join_and_leave_seen_by_others(server: ServerProcess) ->
     a, b = await connect_many(server, canvas, 2, "aw")
     await a.set_awareness({"user": {"name": "Ana", "org": "acme"}, "cursor": {"x": 1, "y": 2}})
     await b.wait_for(lambda: b.awareness.get(a.client_id, (0, None))[1] is not None)
-    assert b.awareness[a.client_id][1]["user"]["name"] == "Ana"
+    seen = b.awareness[a.client_id][1]
+    # The server stamps who it is from the token; the client's own fields pass through.
+    assert seen["user"]["name"] == "aw0" and seen["cursor"] == {"x": 1, "y": 2}
     # A newcomer receives the current states on connect.
     c = YClient(server.ws, canvas["id"], canvas["facilitator_token"], "c")
     await c.connect()
@@ -104,10 +117,7 @@ async def test_awareness_join_and_leave_seen_by_others(server: ServerProcess) ->
 
 async def test_fifty_simultaneous_clients_share_one_room_load(server: ServerProcess) -> None:
     canvas = server.create_canvas()
-    clients = [
-        YClient(server.ws, canvas["id"], canvas["facilitator_token"], f"s{i}") for i in range(50)
-    ]
-    await asyncio.gather(*(c.connect() for c in clients))
+    clients = await connect_many(server, canvas, 50, "s")
     metrics = httpx.get(server.http + "/metrics").text
     loads = [line for line in metrics.splitlines() if line.startswith("cocanvas_room_loads ")]
     assert loads == ["cocanvas_room_loads 1.0"], loads

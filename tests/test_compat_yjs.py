@@ -19,7 +19,7 @@ import pytest
 from pycrdt import Assoc, StickyIndex
 
 from server.canvas.export import doc_to_json
-from tests.support import ROOT, ServerProcess, YClient, node_available, require
+from tests.support import ROOT, ServerProcess, YClient, node_available, require, unstamped
 
 NODE_DIR = ROOT / "tests" / "node"
 CLIENT_JS = NODE_DIR / "client.mjs"
@@ -359,17 +359,22 @@ async def test_awareness_between_yjs_and_pycrdt(
     await js.call("awareness", state=js_state)
 
     await js.wait_event(
-        lambda e: e["event"] == "awareness" and e["states"].get(str(py.client_id)) == py_state
+        lambda e: (
+            e["event"] == "awareness"
+            and unstamped(e["states"].get(str(py.client_id))) == unstamped(py_state)
+        )
     )
-    await py.wait_for(lambda: py.awareness.get(js.client_id, (0, None))[1] == js_state)
+    await py.wait_for(
+        lambda: unstamped(py.awareness.get(js.client_id, (0, None))[1]) == unstamped(js_state)
+    )
 
     # A second Yjs client joining later is told about everyone present.
     late = await open_node(clients, node_client, srv, canvas, "late")
     await late.wait_event(
         lambda e: (
             e["event"] == "awareness"
-            and e["states"].get(str(py.client_id)) == py_state
-            and e["states"].get(str(js.client_id)) == js_state
+            and unstamped(e["states"].get(str(py.client_id))) == unstamped(py_state)
+            and unstamped(e["states"].get(str(js.client_id))) == unstamped(js_state)
         )
     )
 
@@ -388,7 +393,9 @@ async def test_awareness_between_yjs_and_pycrdt(
 
     # The Yjs client drops off without a goodbye: a pycrdt client sees a null state for it.
     watcher = await open_py(clients, srv, canvas, "watcher")
-    await watcher.wait_for(lambda: watcher.awareness.get(js.client_id, (0, None))[1] == js_state)
+    await watcher.wait_for(
+        lambda: unstamped(watcher.awareness.get(js.client_id, (0, None))[1]) == unstamped(js_state)
+    )
     mark = len(late.events)
     await js.kill()
     await watcher.wait_for(lambda: (js.client_id, None) in watcher.awareness_events)

@@ -37,6 +37,8 @@ export class InvitePanel {
   readonly el: HTMLElement
   private readonly list: HTMLElement
   private readonly orgSelect: HTMLSelectElement
+  private readonly createBtn: HTMLButtonElement
+  private readonly noOrgHint: HTMLElement
   private invites: Invite[] = []
   private orgs = new Map<string, OrgView>()
 
@@ -45,6 +47,8 @@ export class InvitePanel {
     private readonly token: string,
   ) {
     this.orgSelect = h('select', { id: 'invite-org', name: 'org' })
+    this.createBtn = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create invite link')
+    this.noOrgHint = h('p', { class: 'hint', hidden: true }, 'Add an organization below first: every invite link is for one organization.')
     const roleSelect = h(
       'select',
       { id: 'invite-role', name: 'role' },
@@ -66,10 +70,12 @@ export class InvitePanel {
       expiry,
       h('label', { for: 'invite-max' }, 'Max. uses'),
       maxUses,
-      h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create invite link'),
+      this.createBtn,
+      this.noOrgHint,
     )
     form.addEventListener('submit', (e) => {
       e.preventDefault()
+      if (!this.orgSelect.value) return
       const max = maxUses.value.trim() ? Number(maxUses.value) : null
       void this.create(this.orgSelect.value, roleSelect.value as Role, Number(expiry.value), max)
     })
@@ -114,8 +120,10 @@ export class InvitePanel {
     const current = this.orgSelect.value
     this.orgSelect.replaceChildren(
       ...[...orgs.values()].map((o) => h('option', { value: o.id, selected: o.id === current }, o.name)),
-      h('option', { value: '', selected: current === '' && orgs.size === 0 }, 'No organization'),
     )
+    // An invite always names an organization (the server answers 422 otherwise).
+    this.createBtn.disabled = orgs.size === 0
+    this.noOrgHint.hidden = orgs.size > 0
     this.renderList()
   }
 
