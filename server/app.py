@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import ws
+from . import closecodes, ws
 from .api import canvases, health, partners
 from .auth import Tokens, load_or_create_secret
 from .broker import Broker, open_broker
@@ -137,7 +137,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = CoCanvasAPI(
         title="CoCanvas",
         version="0.1.0",
-        description="Real-time collaborative canvases for multi-partner workshops.",
+        description=(
+            "Real-time collaborative canvases for multi-partner workshops.\n\n"
+            "Canvases sync over the y-websocket protocol at `/ws/{canvas_id}?token=JWT`. "
+            "A refused socket is accepted, then closed at once with one of these codes:\n\n"
+            + closecodes.markdown_table()
+        ),
         lifespan=lifespan,
     )
     app.include_router(health.router)
