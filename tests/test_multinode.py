@@ -14,9 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+from pycrdt import Doc
 
+from server import closecodes, protocol
+from server import yupdate as y
+from server.vouch import decode_state_vector
+from tests.partner_helpers import member
 from tests.services import PrivatePostgres, RedisServer, drop_machine_pg_schema, machine_pg_schema
 from tests.support import ServerProcess, YClient
+from tests.yenc import S, encode
 
 SECRET = "multinode-secret-" + "y" * 32
 
@@ -286,3 +292,50 @@ async def test_postgres_restart_under_load_resumes_and_loses_nothing_acknowledge
             await fresh.close()
     finally:
         pg.remove()
+
+
+async def test_a_client_id_is_owned_on_every_node(
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
+) -> None:
+    """The binding of a Yjs client id to its user lives in the store: a tab that moves to the
+    other node keeps writing with its id; another user on the other node cannot use it."""
+
+    def tab(server: ServerProcess, canvas: dict[str, Any], token: str, cid: int) -> YClient:
+        c = YClient(server.ws, canvas["id"], token, f"tab-{cid}")
+        c.doc.unobserve(c._sub)
+        c.doc = Doc(client_id=cid)
+        c._sub = c.doc.observe(c._on_local)
+        return c
+
+    async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
+        canvas = a.create_canvas(
+            "Partners", "partner-co-creation", orgs=[{"name": "Alpha"}, {"name": "Beta"}]
+        )
+        ann = member(a, canvas, "alpha", "editor", "Ann")
+        bob = member(a, canvas, "beta", "editor", "Bob")
+        watcher = await YClient(b.ws, canvas["id"], canvas["facilitator_token"], "w").connect()
+        first = await tab(a, canvas, ann.token, 5151).connect()
+        try:
+            first.add_note("a1", "Ann on A", block="gains", org="alpha")
+            await watcher.wait_for(lambda: "a1" in watcher.notes)
+            # Bob, on node B, claims Ann's id: node B learns the owner from the store.
+            impostor = await tab(b, canvas, bob.token, 5151).connect()
+            # Starting exactly where Ann's clocks end, so that ownership is what decides.
+            nxt = decode_state_vector(watcher.doc.get_state())[5151]
+            forged = encode([S(5151, nxt, ("type", y.MAP), parent="notes", sub="x")])
+            await impostor.send_raw(protocol.sync_update(forged))
+            await asyncio.wait_for(impostor.closed.wait(), 10)
+            assert impostor.close_code == closecodes.POLICY_VIOLATION
+            assert "belongs to someone else" in impostor.close_reason
+            # Ann's tab moves to node B with its document and goes on writing.
+            await first.close()
+            moved = tab(b, canvas, ann.token, 5151)
+            moved.doc.apply_update(first.doc.get_update())
+            await moved.connect()
+            moved.add_note("a2", "Ann on B", block="gains", org="alpha")
+            await watcher.wait_for(lambda: "a2" in watcher.notes)
+            assert not moved.closed.is_set()
+            assert "x" not in watcher.notes
+            await moved.close()
+        finally:
+            await close_all([watcher, first])
