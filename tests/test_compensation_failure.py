@@ -1,0 +1,96 @@
+"""When the policy cannot put right what an update broke, nothing of that update survives:
+the sender is closed (1008), nobody else receives it, the store never holds it, and the room
+rebuilds its document from the store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Map, Text
+
+from server import closecodes, policy, protocol
+from server.broker.memory import MemoryBroker
+from server.canvas import templates
+from server.closecodes import CloseSession
+from server.policy import PolicyGate
+from server.rooms import Rooms
+from server.session import Identity, Session
+from server.store.base import CanvasRecord
+from server.store.sqlite import SQLiteStore
+
+
+class Recorder(Session):
+    def __init__(self, identity: Identity) -> None:
+        super().__init__(identity)
+        self.frames: list[bytes] = []
+        self.closed_with: tuple[int, str] | None = None
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_with is not None
+
+
+def _failing_stamp(self: Any, nid: str) -> None:
+    def fix() -> None:
+        raise RuntimeError("cannot write this back")
+
+    self.d.fixes.append(fix)
+
+
+async def test_a_fix_that_raises_refuses_the_update_and_rebuilds_the_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite", fsync=False)
+    await store.start()
+    broker = MemoryBroker("n")
+    await broker.start()
+    orgs = templates.make_orgs([("Alpha", None)])
+    initial = templates.initial_update("t", "partner-co-creation", orgs, True, 1.0)
+    await store.create_canvas(
+        CanvasRecord("c", "t", "partner-co-creation", 1.0, {"protect_notes": True}), initial
+    )
+    rooms = Rooms(store, broker, gate_factory=PolicyGate)
+    room = await rooms.acquire("c")
+    try:
+        editor = Recorder(Identity("u_ann", "Ann", "alpha", "editor"))
+        bystander = Recorder(Identity("u_fac", "Fran", "", "facilitator"))
+        await room.join(editor)
+        await room.join(bystander)
+        before = await store.load("c")
+        assert before is not None
+        seen = len(bystander.frames)
+
+        doc = Doc()
+        doc.apply_update(room.doc.get_update())
+        captured: list[bytes] = []
+        doc.observe(lambda e: captured.append(e.update))
+        with doc.transaction():
+            doc.get("notes", type=Map)["n1"] = Map({"block": "gains", "text": Text("x")})
+        monkeypatch.setattr(policy._Rules, "_stamp", _failing_stamp)
+        with pytest.raises(CloseSession) as refused:
+            await room.receive(editor, protocol.sync_update(captured[0]))
+        assert refused.value.code == closecodes.POLICY_VIOLATION
+
+        # Nobody else heard of it, and the store holds exactly what it held before.
+        assert len(bystander.frames) == seen
+        after = await store.load("c")
+        assert after is not None and after.parts() == before.parts()
+        # The room rebuilds from the store: the note is gone from memory too.
+        for _ in range(200):
+            if "n1" not in room.doc.get("notes", type=Map):
+                break
+            await asyncio.sleep(0.01)
+        assert "n1" not in room.doc.get("notes", type=Map)
+    finally:
+        await rooms.close_all()
+        await broker.close()
+        await store.close()
