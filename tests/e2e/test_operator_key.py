@@ -20,7 +20,9 @@ OPERATOR_KEY = "operator-key-" + "k" * 24
 
 
 @pytest.fixture(scope="module")
-def admin_web(tmp_path_factory: pytest.TempPathFactory, client_dist: Path) -> Iterator[ServerProcess]:
+def admin_web(
+    tmp_path_factory: pytest.TempPathFactory, client_dist: Path
+) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("e2e-admin") / "data"
     proc = ServerProcess(
         data,
