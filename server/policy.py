@@ -14,14 +14,16 @@ facilitators may change it):
 * viewers change nothing (awareness is not a document change and still works);
 * a note's ``org``, ``author`` and ``author_name`` are stamped from the token;
 * with protect_notes, editors edit, move or delete only their organization's notes, and add
-  notes anywhere; a vote is a per-user key and editors may only set their own;
+  notes anywhere; a vote is a per-user key and editors may only set their own, in new notes too;
 * a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
   or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
   organizations and meta; facilitators may do anything;
 * roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs``) are refused for everyone.
 
-Content a client hides where the schema's Map views cannot see it (sequence items under a map
-root) is not inspected; it is invisible to every client and bounded by the document size limit.
+Everything here runs after ``server/vouch.py`` has accepted the update's structure (owned client
+ids, nothing pending, no deletes of missing clocks, schema types only, bounded size), so a rule
+only ever sees changes an honest client could make. A fix that raises is never swallowed: the gate
+raises CompensationFailed and the room refuses the update and rebuilds from the store.
 """
 
 from __future__ import annotations

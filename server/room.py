@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,10 +230,10 @@ class Room(BrokerListener):
     def _state(self) -> dict[int, int]:
         return decode_state_vector(self.doc.get_state())
 
-    def _extract(self, clients: object) -> bytes:
+    def _extract(self, clients: Iterable[int]) -> bytes:
         """An update of just these clients' structs, from the room's document (for the index)."""
         state = self._state()
-        for c in clients:  # type: ignore[attr-defined]
+        for c in clients:
             state.pop(c, None)
         return self.doc.get_update(encode_state_vector(state))
 
