@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from . import yupdate as y
 from .canvas import schema
+from .protocol import write_varuint
 
 # Container class of items under garbage-collected content: yrs drops what lands there.
 GC_CLASS = "\x00gc"
@@ -451,17 +452,8 @@ def decode_state_vector(sv: bytes) -> dict[int, int]:
 
 
 def encode_state_vector(state: dict[int, int]) -> bytes:
-    parts = [_varuint(len(state))]
+    parts = [write_varuint(len(state))]
     for client, clock in state.items():
-        parts.append(_varuint(client))
-        parts.append(_varuint(clock))
+        parts.append(write_varuint(client))
+        parts.append(write_varuint(clock))
     return b"".join(parts)
-
-
-def _varuint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

@@ -167,6 +167,13 @@ class YClient:
     def client_id(self) -> int:
         return self.doc.client_id
 
+    def use_client_id(self, client_id: int) -> YClient:
+        """Write with this Yjs client id (before connecting): a tab that keeps its id."""
+        self.doc.unobserve(self._sub)
+        self.doc = Doc(client_id=client_id)
+        self._sub = self.doc.observe(self._on_local)
+        return self
+
     def _on_local(self, event: Any) -> None:
         if self._remote or self.ws is None:
             return

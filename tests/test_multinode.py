@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc
 
 from server import closecodes, protocol
 from server import yupdate as y
@@ -301,11 +300,7 @@ async def test_a_client_id_is_owned_on_every_node(
     other node keeps writing with its id; another user on the other node cannot use it."""
 
     def tab(server: ServerProcess, canvas: dict[str, Any], token: str, cid: int) -> YClient:
-        c = YClient(server.ws, canvas["id"], token, f"tab-{cid}")
-        c.doc.unobserve(c._sub)
-        c.doc = Doc(client_id=cid)
-        c._sub = c.doc.observe(c._on_local)
-        return c
+        return YClient(server.ws, canvas["id"], token, f"tab-{cid}").use_client_id(cid)
 
     async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
         canvas = a.create_canvas(

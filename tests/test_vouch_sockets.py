@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any
 
 import orjson
-from pycrdt import Doc, Map, Text, XmlFragment
+from pycrdt import Map, Text, XmlFragment
 
 from server import closecodes, protocol
 from server import yupdate as y
@@ -275,11 +275,7 @@ async def test_votes_of_others_in_a_new_note_are_removed(server: ServerProcess) 
 
 
 def _client_with_id(server: ServerProcess, canvas: dict[str, Any], token: str, cid: int) -> YClient:
-    c = YClient(server.ws, canvas["id"], token, f"id-{cid}")
-    c.doc.unobserve(c._sub)
-    c.doc = Doc(client_id=cid)
-    c._sub = c.doc.observe(c._on_local)
-    return c
+    return YClient(server.ws, canvas["id"], token, f"id-{cid}").use_client_id(cid)
 
 
 async def test_a_client_id_belongs_to_whoever_used_it_first(server: ServerProcess) -> None:
