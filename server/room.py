@@ -17,7 +17,7 @@ from typing import Any
 import pycrdt
 from pycrdt import Doc, Map
 
-from . import closecodes, protocol, yupdate
+from . import closecodes, control, protocol, yupdate
 from .awareness import Presence
 from .bindings import MAX_IDS_PER_SESSION, ClientIds
 from .broker.base import (
@@ -533,20 +533,19 @@ class Room(BrokerListener):
 
     def on_control(self, payload: bytes) -> None:
         """Control messages from other nodes (deleted canvas, revoked invite)."""
-        verb, _, arg = payload.partition(b":")
-        if verb == b"deleted":
+        message = control.decode(payload)
+        if isinstance(message, control.CanvasDeleted):
             self.evict(closecodes.NOT_FOUND, "canvas was deleted")
-        elif verb == b"revoked":
-            self.close_sessions_of_invite(arg.decode(), local_only=True)
+        elif isinstance(message, control.InviteRevoked):
+            self.close_sessions_of_invite(message.invite_id)
 
-    def close_sessions_of_invite(self, invite_id: str, local_only: bool = False) -> int:
+    def close_sessions_of_invite(self, invite_id: str) -> int:
+        """Close this node's sessions opened with the invite (Rooms tells the other nodes)."""
         closed = 0
         for session in list(self.sessions):
             if session.identity.invite_id == invite_id:
                 session.close(closecodes.REVOKED, "invite link revoked")
                 closed += 1
-        if not local_only:
-            self.broker.publish(self.canvas_id, KIND_CONTROL, b"revoked:" + invite_id.encode())
         return closed
 
     def on_node_lost(self, node_id: str) -> None:

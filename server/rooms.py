@@ -12,8 +12,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from . import closecodes
-from .broker.base import Broker
+from . import closecodes, control
+from .broker.base import KIND_CONTROL, Broker
 from .room import Room, UpdateGate, spawn
 from .store.base import CanvasNotFound, Store
 
@@ -158,6 +158,22 @@ class Rooms:
         unloading = self._unloading.get(canvas_id)
         if unloading is not None:
             await asyncio.shield(unloading)
+
+    async def delete_canvas(self, canvas_id: str) -> None:
+        """The canvas was deleted from the store: tell every node, and unload it here.
+
+        Published whether or not the canvas is loaded on this node: another node may hold it.
+        """
+        self.broker.publish(canvas_id, KIND_CONTROL, control.encode(control.CanvasDeleted()))
+        await self.evict(canvas_id, closecodes.NOT_FOUND, "canvas was deleted")
+
+    def revoke_invite(self, canvas_id: str, invite_id: str) -> int:
+        """The invite was revoked in the store: close its sockets here and on every node."""
+        self.broker.publish(
+            canvas_id, KIND_CONTROL, control.encode(control.InviteRevoked(invite_id))
+        )
+        room = self._rooms.get(canvas_id)
+        return room.close_sessions_of_invite(invite_id) if room is not None else 0
 
     async def close_all(
         self, code: int = closecodes.SERVICE_RESTART, reason: str = "server restarting"

@@ -18,7 +18,7 @@ import pytest
 from server import closecodes, protocol
 from server import yupdate as y
 from server.vouch import decode_state_vector
-from tests.partner_helpers import member
+from tests.partner_helpers import attempt, member
 from tests.services import PrivatePostgres, RedisServer, drop_machine_pg_schema, machine_pg_schema
 from tests.support import ServerProcess, YClient
 from tests.yenc import S, encode
@@ -334,3 +334,24 @@ async def test_a_client_id_is_owned_on_every_node(
             await moved.close()
         finally:
             await close_all([watcher, first])
+
+
+async def test_deleting_a_canvas_closes_its_sockets_on_every_node(
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
+) -> None:
+    """The node that takes the DELETE need not have the canvas loaded: it tells the others."""
+    async with two_nodes(tmp_path, pg_url, redis_proc.url) as (a, b):
+        canvas = a.create_canvas()
+        on_b = await YClient(b.ws, canvas["id"], canvas["facilitator_token"], "on-b").connect()
+        try:
+            r = httpx.delete(
+                f"{a.http}/api/canvases/{canvas['id']}",
+                headers={"Authorization": f"Bearer {canvas['facilitator_token']}"},
+            )
+            assert r.status_code == 204
+            await asyncio.wait_for(on_b.closed.wait(), 10)
+            assert on_b.close_code == closecodes.NOT_FOUND
+            frames, code = await attempt(b, canvas["id"], canvas["facilitator_token"])
+            assert (frames, code) == ([], closecodes.NOT_FOUND)
+        finally:
+            await close_all([on_b])

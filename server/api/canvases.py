@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 
-from .. import closecodes
-from ..broker.base import KIND_CONTROL
 from ..canvas import templates
 from ..canvas.export import doc_to_json
 from ..session import ROLE_FACILITATOR, Identity
@@ -152,10 +150,7 @@ async def read_canvas(
 async def delete_canvas(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> Response:
-    room = svc.rooms.get_loaded(canvas_id)
-    if room is not None:
-        svc.broker.publish(canvas_id, KIND_CONTROL, b"deleted:")
     if not await svc.store.delete_canvas(canvas_id):
         raise HTTPException(404, "canvas not found")
-    await svc.rooms.evict(canvas_id, closecodes.NOT_FOUND, "canvas was deleted")
+    await svc.rooms.delete_canvas(canvas_id)
     return Response(status_code=204)

@@ -21,7 +21,6 @@ from pycrdt import Doc, Map
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..auth import new_user_id
-from ..broker.base import KIND_CONTROL
 from ..canvas import templates
 from ..limits import AddressBuckets
 from ..session import ROLE_EDITOR, ROLES, Identity
@@ -338,11 +337,7 @@ async def revoke_invite(
 ) -> InviteOut:
     if not await svc.store.revoke_invite(canvas_id, invite_id):
         raise HTTPException(404, "invite not found")
-    room = svc.rooms.get_loaded(canvas_id)
-    if room is not None:
-        room.close_sessions_of_invite(invite_id)  # here, and on other nodes via the broker
-    else:
-        svc.broker.publish(canvas_id, KIND_CONTROL, b"revoked:" + invite_id.encode())
+    svc.rooms.revoke_invite(canvas_id, invite_id)
     invite = await svc.store.get_invite(invite_id)
     assert invite is not None
     return _invite_out(invite)
