@@ -34,11 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Subscription, Text
+from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
 from .canvas.schema import ROOTS
-from .canvas.templates import server_client_id
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
@@ -47,7 +46,6 @@ log = logging.getLogger("cocanvas.policy")
 
 STAMPED = ("org", "author", "author_name")
 MOVE_FIELDS = frozenset(("block", "x", "y"))
-MAX_CLIENT_ID = 2**32
 
 # (root, path below the root, changed map keys -> action, or None for a text/array change)
 Change = tuple[str, tuple[str | int, ...], dict[str, str] | None]
@@ -141,12 +139,6 @@ class PolicyGate(UpdateGate):
 
     def attach(self, room: Room) -> None:
         self.room = room
-        if room.doc.client_id >= MAX_CLIENT_ID:
-            # Compensations are written with the room's client id; y-py 0.6 clients mis-decode
-            # ids >= 2**32. A no-op once Room creates its Doc with a 32-bit id.
-            fresh: Doc = Doc(client_id=server_client_id())
-            fresh.apply_update(room.doc.get_update())
-            room.doc = fresh
         doc = room.doc
         for name in ROOTS:
             root = doc.get(name, type=Map)

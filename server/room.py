@@ -28,8 +28,9 @@ from .broker.base import (
     BrokerListener,
     BrokerMessage,
 )
-from .canvas.templates import server_client_id
+from .canvas.schema import server_client_id
 from .closecodes import CloseSession
+from .durability import Barrier
 from .protocol import Kind
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
@@ -151,6 +152,8 @@ class Room(BrokerListener):
         compact_bytes: int = 1 << 20,
         max_document_bytes: int = 64 << 20,
         store_retry_s: float = 30.0,
+        on_empty: Callable[[Room], None] | None = None,
+        on_evict: Callable[[Room, int, str], None] | None = None,
     ) -> None:
         self.canvas_id = canvas_id
         self.store = store
@@ -178,9 +181,7 @@ class Room(BrokerListener):
             tick_s=awareness_tick_s,
         )
         # durability barrier: appends in flight, by ticket
-        self._ticket = 0
-        self._inflight: set[int] = set()
-        self._barrier_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.durable = Barrier()
         # log size since the last snapshot, to decide compaction
         self.log_count = 0
         self.log_bytes = 0
@@ -189,9 +190,10 @@ class Room(BrokerListener):
         self._healing: asyncio.Task[None] | None = None
         self._heal_again = False
         self._rebuild_replay: list[bytes] | None = None
-        self._on_empty: Callable[[Room], None] | None = None
-        # How this room asks to be unloaded at once; Rooms replaces it so its bookkeeping follows.
-        self.evict: Callable[[int, str], None] = self._close_soon
+        # Told when the last session leaves, and asked to unload this room at once (store down,
+        # canvas deleted); Rooms passes both so its bookkeeping follows.
+        self._on_empty = on_empty
+        self._on_evict = on_evict
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Room(BrokerListener):
         for task in (self._healing, self._compacting):
             if task is not None and not task.done():
                 task.cancel()
-        await self._barrier()
+        await self.durable.wait()
         self.gate.detach(self)
         if self.log_count >= MIN_LOG_TO_COMPACT_ON_UNLOAD and code != closecodes.NOT_FOUND:
             try:
@@ -257,8 +259,12 @@ class Room(BrokerListener):
             except Exception:
                 log.exception("compaction on unload failed for %s", self.canvas_id)
 
-    def _close_soon(self, code: int, reason: str) -> None:
-        spawn(self.close(code, reason))
+    def evict(self, code: int, reason: str) -> None:
+        """Close every session and unload now."""
+        if self._on_evict is not None:
+            self._on_evict(self, code, reason)
+        else:
+            spawn(self.close(code, reason))
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -309,7 +315,7 @@ class Room(BrokerListener):
                 raise
             raise CloseSession(closecodes.INVALID_PAYLOAD, "invalid state vector") from None
         # Never hand out an update that is not durable yet.
-        await self._barrier()
+        await self.durable.wait()
         session.send(protocol.sync_step2(diff))
 
     async def _on_update(
@@ -444,9 +450,7 @@ class Room(BrokerListener):
         return update
 
     async def _persist(self, update: bytes, audit: Sequence[AuditEntry]) -> None:
-        self._ticket += 1
-        ticket = self._ticket
-        self._inflight.add(ticket)
+        ticket = self.durable.begin()
         try:
             delay = 0.05
             deadline = time.monotonic() + self._store_retry_s
@@ -466,8 +470,7 @@ class Room(BrokerListener):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
         finally:
-            self._inflight.discard(ticket)
-            self._release_barriers()
+            self.durable.end(ticket)
         self.log_count += 1
         self.log_bytes += len(update)
         self.doc_bytes += len(update)
@@ -475,27 +478,6 @@ class Room(BrokerListener):
             self.log_count >= self._compact_updates or self.log_bytes >= self._compact_bytes
         ) and self._compacting is None:
             self._compacting = spawn(self._compact_in_background())
-
-    def _release_barriers(self) -> None:
-        if not self._barrier_waiters:
-            return
-        low = min(self._inflight) if self._inflight else self._ticket + 1
-        keep = []
-        for target, fut in self._barrier_waiters:
-            if target < low:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((target, fut))
-        self._barrier_waiters = keep
-
-    async def _barrier(self) -> None:
-        """Wait until every update applied so far is durable."""
-        if not self._inflight:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._barrier_waiters.append((self._ticket, fut))
-        await fut
 
     # -- awareness ------------------------------------------------------------------------
 
@@ -595,7 +577,7 @@ class Room(BrokerListener):
         """Replace a possibly corrupted document with the store's, keeping concurrent updates."""
         self._rebuild_replay = []
         try:
-            await self._barrier()
+            await self.durable.wait()
             stored = await self.store.load(self.canvas_id)
             if stored is None:
                 return

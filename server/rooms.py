@@ -48,9 +48,6 @@ class Rooms:
     def get_loaded(self, canvas_id: str) -> Room | None:
         return self._rooms.get(canvas_id)
 
-    def loaded(self) -> list[Room]:
-        return list(self._rooms.values())
-
     async def acquire(self, canvas_id: str) -> Room:
         """The loaded room for a canvas; raises CanvasNotFound. Pair with :meth:`release`."""
         while True:
@@ -73,10 +70,16 @@ class Rooms:
         self._loading[canvas_id] = future
         try:
             gate = self._gate_factory(canvas_id) if self._gate_factory else None
-            room = Room(canvas_id, self.store, self.broker, gate, **self._room_options)  # type: ignore[arg-type]
+            room = Room(
+                canvas_id,
+                self.store,
+                self.broker,
+                gate,
+                on_empty=self._on_room_empty,
+                on_evict=self._evict_room,
+                **self._room_options,  # type: ignore[arg-type]
+            )
             await room.load()
-            room._on_empty = self._on_room_empty
-            room.evict = lambda code, reason: self._start_unload(room, code, reason, force=True)
             self._rooms[canvas_id] = room
             self.loads += 1
             future.set_result(room)
@@ -87,6 +90,9 @@ class Rooms:
             raise
         finally:
             del self._loading[canvas_id]
+
+    def _evict_room(self, room: Room, code: int, reason: str) -> None:
+        self._start_unload(room, code, reason, force=True)
 
     def _hold(self, canvas_id: str) -> None:
         self._holders[canvas_id] = self._holders.get(canvas_id, 0) + 1

@@ -1,8 +1,9 @@
 """A connected participant as a room sees it: who it is, and a way to send it frames.
 
-``send`` never blocks and never spawns a task: frames go into a per-session queue that one writer
-task per connection drains (pycrdt-websocket's task-per-send is what makes it collapse at 100
-clients). A session that falls too far behind is closed rather than allowed to grow without bound.
+``send`` never blocks and never spawns a task (pycrdt-websocket's task-per-send is what makes it
+collapse at 100 clients): the transport writes the frame at once, and only if a write would wait
+does it queue frames behind one writer (see ws.py). A session that falls too far behind is closed
+rather than allowed to grow without bound.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ class Identity:
     @property
     def can_write(self) -> bool:
         return self.role in (ROLE_FACILITATOR, ROLE_EDITOR)
-
-
-ANONYMOUS_EDITOR = Identity("anonymous", "Anonymous", "", ROLE_EDITOR)
 
 
 class Session(abc.ABC):

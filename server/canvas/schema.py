@@ -17,11 +17,18 @@ a bounded depth (root, entry, field, leaf). Deleted content (tombstones) may app
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from .. import yupdate as y
 
 ROOTS = ("meta", "blocks", "notes", "orgs")
+
+
+def server_client_id() -> int:
+    """A random 32-bit client id for content the server writes itself (templates, corrections,
+    API edits): y-py 0.6 clients mis-decode larger ids. Rooms bind theirs in the store."""
+    return random.randrange(1, 2**32 - 1)
 
 
 @dataclass(frozen=True, slots=True)

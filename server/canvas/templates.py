@@ -14,12 +14,13 @@ The server writes template content with a 32-bit client id: y-py 0.6 clients mis
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from dataclasses import dataclass
 
 from pycrdt import Doc, Map
+
+from .schema import server_client_id
 
 TEMPLATES = ("business-model", "value-proposition", "partner-co-creation")
 
@@ -159,11 +160,6 @@ def partner_value_map(org_id: str, org_name: str) -> tuple[BlockSpec, ...]:
         )
         for b in VALUE_MAP
     )
-
-
-def server_client_id() -> int:
-    """A random 32-bit client id for content the server writes itself."""
-    return random.randrange(1, 2**32 - 1)
 
 
 def initials(name: str) -> str:
