@@ -480,24 +480,13 @@ class _Rules:
     def _note_fields(
         self, nid: str, fields: dict[str, str], text_edited: bool, vote_keys: set[str]
     ) -> None:
+        """Changes inside an existing note: content (edit, move, stamps), then votes."""
         before = self.notes_before[nid]
         note = self.notes.get(nid)
         if not isinstance(note, Map):
             return
-        refused: dict[str, str] = {}  # field -> reason
         content = set(fields) | ({"text"} if text_edited else set())
-        reason = self._may_change_note(before) if content else None
-        if reason is not None:
-            refused.update(dict.fromkeys(content, reason))
-        else:
-            if not self.facilitator:
-                for f in STAMPED:
-                    if f in fields:
-                        refused[f] = "organization and author are set by the server"
-            if "block" in fields:
-                why = self._may_place_note(note.get("block"))
-                if why is not None:
-                    refused.update(dict.fromkeys(MOVE_FIELDS & (set(fields) | {"block"}), why))
+        refused = self._content_refusals(before, note, fields, content)
         for f, why in refused.items():
             self.d.refuse(
                 nid, why, self._restore_field(nid, f, before, text_edited and f == "text")
@@ -506,30 +495,54 @@ class _Rules:
         if kept:
             action = "move" if kept <= MOVE_FIELDS else "edit"
             self.d.audit.append((action, nid, ",".join(sorted(kept))))
-
         if vote_keys:
-            bad: str | None = None
-            if not self.writer:
-                bad = "viewers cannot change the canvas"
-            elif not self.facilitator and self._locked(before.get("block")):
-                bad = f"block {before.get('block')} is locked"
-            others = (
-                vote_keys
-                if bad
-                else (
-                    {k for k in vote_keys if k != self.me.user_id}
-                    if not self.facilitator
-                    else set()
-                )
+            self._votes(nid, before, vote_keys)
+
+    def _content_refusals(
+        self, before: dict[str, Any], note: Map, fields: dict[str, str], content: set[str]
+    ) -> dict[str, str]:
+        """Field -> why it may not change: who owns the note, who stamps it, where it may go."""
+        if not content:
+            return {}
+        reason = self._may_change_note(before)
+        if reason is not None:
+            return dict.fromkeys(content, reason)
+        refused: dict[str, str] = {}
+        if not self.facilitator:
+            for f in STAMPED:
+                if f in fields:
+                    refused[f] = "organization and author are set by the server"
+        if "block" in fields:
+            why = self._may_place_note(note.get("block"))
+            if why is not None:
+                refused.update(dict.fromkeys(MOVE_FIELDS & (set(fields) | {"block"}), why))
+        return refused
+
+    def _vote_refusal(self, before: dict[str, Any]) -> str | None:
+        """Why this session may not vote on the note at all (None: it may, for itself)."""
+        if not self.writer:
+            return "viewers cannot change the canvas"
+        if not self.facilitator and self._locked(before.get("block")):
+            return f"block {before.get('block')} is locked"
+        return None
+
+    def _votes(self, nid: str, before: dict[str, Any], keys: set[str]) -> None:
+        """A vote is a per-user key: editors change only their own; facilitators any."""
+        bad = self._vote_refusal(before)
+        if bad is not None:
+            others = keys
+        elif self.facilitator:
+            others = set()
+        else:
+            others = {k for k in keys if k != self.me.user_id}
+        if others:
+            self.d.refuse(
+                nid,
+                bad or "you may only change your own vote",
+                self._restore_votes(nid, before, others),
             )
-            if others:
-                self.d.refuse(
-                    nid,
-                    bad or "you may only change your own vote",
-                    self._restore_votes(nid, before, others),
-                )
-            if vote_keys - others:
-                self.d.audit.append(("vote", nid, ""))
+        if keys - others:
+            self.d.audit.append(("vote", nid, ""))
 
     def _restore_field(
         self, nid: str, f: str, before: dict[str, Any], in_place: bool
