@@ -221,76 +221,22 @@ class Vouch:
     def _walk(self, parsed: y.Update, bounds: Bounds | None, *, validate: bool) -> Verdict:
         """Place every new struct (in dependency order) and, when validating, judge it."""
         verdict = Verdict()
-        overlay: dict[int, _Runs] = {}
-        ends: dict[int, int] = {}
-
         brings: dict[int, int] = {}
         for st in parsed.structs:
             if st.content != y.SKIP:
                 brings[st.client] = max(brings.get(st.client, 0), st.clock + st.length)
-        scope = _Scope(self, overlay, brings)
-
-        # Per client, the structs as encoded (contiguous; Skip structs fill gaps).
-        queue: list[list[y.Struct]] = []
-        current: list[y.Struct] = []
-        last_client: int | None = None
-        for s in parsed.structs:
-            if s.client != last_client:
-                if current:
-                    queue.append(current)
-                current = []
-                last_client = s.client
-            current.append(s)
-        if current:
-            queue.append(current)
-
-        keys = 0
-        key_cap = bounds.keys if bounds is not None else None
+        scope = _Scope(self, {}, brings)
+        walk = _Walk(self, scope, verdict, bounds.keys if bounds is not None else None, validate)
+        queue = _by_client(parsed.structs)
         progress = True
         while queue and progress:
             progress = False
             waiting: list[list[y.Struct]] = []
             for group in queue:
-                i = 0
-                client = group[0].client
-                pos = ends.get(client, self.end(client))
-                while i < len(group):
-                    s = group[i]
-                    if s.content == y.SKIP or s.clock + s.length <= pos:
-                        i += 1
-                        continue
-                    if s.clock > pos:
-                        if not validate:
-                            self.stale = True
-                            i = len(group)
-                            break
-                        raise Refused(
-                            f"structs of client {client} start at clock {s.clock}, but only "
-                            f"clocks below {pos} exist: they would wait for missing clocks",
-                            missing=True,
-                        )
-                    offset = pos - s.clock
-                    info = self._place(s, offset, scope, validate)
-                    if info is None:
-                        break  # depends on a struct of this update not placed yet
-                    length = s.length - offset
-                    runs = overlay.get(client)
-                    if runs is None:
-                        runs = overlay[client] = _Runs()
-                        runs.end = pos
-                    runs.add(pos, length, info)
-                    verdict.runs.append((client, pos, length, info))
-                    verdict.clients.add(client)
-                    if info[1] is not None and s.content != y.GC:
-                        keys += 1
-                        if key_cap is not None and keys > key_cap:
-                            raise Refused("too many map entries in one update")
-                    pos += length
-                    ends[client] = pos
-                    progress = True
-                    i += 1
-                if i < len(group):
-                    waiting.append(group[i:])
+                done = walk.group(group)
+                progress = progress or done > 0
+                if done < len(group):
+                    waiting.append(group[done:])
             queue = waiting
         if queue:
             if validate:
@@ -300,7 +246,6 @@ class Vouch:
                     missing=True,
                 )
             self.stale = True
-        verdict.keys = keys
         return verdict
 
     def _place(self, s: y.Struct, offset: int, scope: _Scope, validate: bool) -> Info | None:
@@ -338,22 +283,9 @@ class Vouch:
         return (container, sub, own)
 
     def _resolve(self, s: y.Struct, scope: _Scope, validate: bool) -> tuple[str, str | None] | None:
-        find = scope.find
-        left = right = None
-        if s.origin is not None:
-            left = find(s.origin)
-            if left is None:
-                return None if scope.later(s.origin) else self._missing(s, s.origin, validate)
-        if s.right is not None:
-            right = find(s.right)
-            if right is None:
-                return None if scope.later(s.right) else self._missing(s, s.right, validate)
+        """(container class, map key) the struct lands in; None: it waits for this update."""
         if s.origin is not None or s.right is not None:
-            # yrs: the parent of the left neighbour if it is a live item, else of the right.
-            for near in (left, right):
-                if near is not None and near[0] != GC_CLASS:
-                    return near[0], near[1]
-            return GC_CLASS, None
+            return self._by_neighbours(s, scope, validate)
         parent = s.parent
         if isinstance(parent, str):
             cls = schema.ROOT_CLASSES.get(parent)
@@ -364,16 +296,31 @@ class Vouch:
             return cls, s.sub
         if parent is None:  # the reader never yields this for an item
             raise Refused("an item without a parent")
-        info = find(parent)
+        info = scope.find(parent)
         if info is None:
             return None if scope.later(parent) else self._missing(s, parent, validate)
-        if info[2] is None:
-            if info[0] == GC_CLASS:
-                return GC_CLASS, s.sub
-            if validate:
-                raise Refused(f"struct {s.client}:{s.clock} names a parent that is not a type")
-            return GC_CLASS, s.sub
-        return info[2], s.sub
+        if info[2] is not None:
+            return info[2], s.sub
+        if validate and info[0] != GC_CLASS:
+            raise Refused(f"struct {s.client}:{s.clock} names a parent that is not a type")
+        return GC_CLASS, s.sub
+
+    def _by_neighbours(
+        self, s: y.Struct, scope: _Scope, validate: bool
+    ) -> tuple[str, str | None] | None:
+        """yrs: the parent of the left neighbour if it is a live item, else of the right."""
+        near: list[Info] = []
+        for ident in (s.origin, s.right):
+            if ident is None:
+                continue
+            info = scope.find(ident)
+            if info is None:
+                return None if scope.later(ident) else self._missing(s, ident, validate)
+            near.append(info)
+        for info in near:
+            if info[0] != GC_CLASS:
+                return info[0], info[1]
+        return GC_CLASS, None
 
     def _missing(self, s: y.Struct, ident: y.ID, validate: bool) -> tuple[str, str | None]:
         if validate:
@@ -457,3 +404,69 @@ def encode_state_vector(state: dict[int, int]) -> bytes:
         parts.append(write_varuint(client))
         parts.append(write_varuint(clock))
     return b"".join(parts)
+
+
+def _by_client(structs: list[y.Struct]) -> list[list[y.Struct]]:
+    """The structs of each client as encoded (contiguous; Skip structs fill gaps)."""
+    groups: list[list[y.Struct]] = []
+    last: int | None = None
+    for s in structs:
+        if s.client != last:
+            groups.append([])
+            last = s.client
+        groups[-1].append(s)
+    return groups
+
+
+class _Walk:
+    """One pass over an update's structs, placing what it can and counting map keys."""
+
+    def __init__(
+        self, vouch: Vouch, scope: _Scope, verdict: Verdict, key_cap: int | None, validate: bool
+    ) -> None:
+        self.vouch = vouch
+        self.scope = scope
+        self.verdict = verdict
+        self.key_cap = key_cap
+        self.validate = validate
+        self.ends: dict[int, int] = {}
+
+    def group(self, group: list[y.Struct]) -> int:
+        """Place the group's structs in order; return how many are done (the rest wait)."""
+        client = group[0].client
+        pos = self.ends.get(client, self.vouch.end(client))
+        for i, s in enumerate(group):
+            if s.content == y.SKIP or s.clock + s.length <= pos:
+                continue
+            if s.clock > pos:
+                if not self.validate:
+                    self.vouch.stale = True
+                    return len(group)
+                raise Refused(
+                    f"structs of client {client} start at clock {s.clock}, but only "
+                    f"clocks below {pos} exist: they would wait for missing clocks",
+                    missing=True,
+                )
+            offset = pos - s.clock
+            info = self.vouch._place(s, offset, self.scope, self.validate)
+            if info is None:
+                return i  # depends on a struct of this update not placed yet
+            length = s.length - offset
+            self._record(client, pos, length, info, s.content)
+            pos += length
+            self.ends[client] = pos
+        return len(group)
+
+    def _record(self, client: int, clock: int, length: int, info: Info, content: int) -> None:
+        runs = self.scope.overlay.get(client)
+        if runs is None:
+            runs = self.scope.overlay[client] = _Runs()
+            runs.end = clock
+        runs.add(clock, length, info)
+        verdict = self.verdict
+        verdict.runs.append((client, clock, length, info))
+        verdict.clients.add(client)
+        if info[1] is not None and content != y.GC:
+            verdict.keys += 1
+            if self.key_cap is not None and verdict.keys > self.key_cap:
+                raise Refused("too many map entries in one update")
