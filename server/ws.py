@@ -6,23 +6,19 @@ before the token is verified. The read loop handles one frame at a time per conn
 writer waits for its own updates to be durable (natural backpressure) while other connections'
 updates share the same group commit.
 
-Sending never spawns a task: uvicorn's sans-I/O WebSocket protocol completes an ASGI send without
-suspending, so :class:`WebSocketSession` drives the send coroutine to completion on the spot and a
-fan-out to 100 sessions is 100 buffered writes. If a server's send ever does suspend, the session
-falls back to one writer task that drains a queue in order.
+Sending never spawns a task: a session writes through a transport (server/transport.py, the plain
+ASGI path; or, for a uvicorn version it was tested with, the raw-frame adapter in
+server/uvicorn_raw.py). This module never encodes a frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
-
-from websockets.protocol import State
 
 from . import closecodes
 from .auth import TokenError
@@ -31,6 +27,8 @@ from .limits import ConnectionLimiter
 from .room import Room
 from .session import ROLE_EDITOR, Identity, Session
 from .store.base import CanvasNotFound
+from .transport import AsgiTransport
+from .uvicorn_raw import raw_transport
 
 if TYPE_CHECKING:
     from .app import Services
@@ -43,137 +41,57 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH_PREFIX = "/ws/"
-_OPEN = State.OPEN
-
-
-def ws_binary_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented binary WebSocket frame (RFC 6455 5.2), as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x82, n))
-    elif n < 65536:
-        head = bytes((0x82, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x82, 127)) + n.to_bytes(8, "big")
-    return head + payload
-
-
-# The frame last encoded, and its wire form: a fan-out sends one bytes object to every session
-# in a row, so a one-entry cache encodes each broadcast once, not once per recipient.
-_last_frame: list[bytes] = [b"", b""]
-
-
-def _wire(frame: bytes) -> bytes:
-    if frame is not _last_frame[0]:
-        _last_frame[0] = frame
-        _last_frame[1] = ws_binary_frame(frame)
-    return _last_frame[1]
 
 
 class WebSocketSession(Session):
-    """A Session over a raw ASGI WebSocket."""
+    """A Session over a transport (server/transport.py); it never touches framing itself."""
 
-    def __init__(self, send: Send, identity: Identity, max_backlog_bytes: int) -> None:
+    def __init__(
+        self, transport: AsgiTransport, identity: Identity, max_backlog_bytes: int
+    ) -> None:
         super().__init__(identity)
-        self._send = send
+        self._transport = transport
         self._max_backlog = max_backlog_bytes
-        # Behind uvicorn's sans-I/O protocol: the transport tells how far the peer lags, and,
-        # with no extension negotiated (compression is off), data frames can be written to it
-        # directly, pre-encoded once per broadcast. Any other server takes the ASGI path.
-        protocol = getattr(send, "__self__", None)
-        self._protocol = protocol
-        self._transport = getattr(protocol, "transport", None)
-        conn = getattr(protocol, "conn", None)
-        self._conn = conn
-        self._direct = (
-            self._transport is not None
-            and conn is not None
-            and getattr(conn, "extensions", None) == []
-            and hasattr(protocol, "close_sent")
-        )
-        self._queue: collections.deque[Message] = collections.deque()
-        self._writer: asyncio.Task[None] | None = None
-        self._close: tuple[int, str] | None = None
-        self._done = False
+        self._closed = False
 
     @property
     def closed(self) -> bool:
-        return self._close is not None or self._done
+        return self._closed or not self._transport.is_open
 
     def send(self, frame: bytes) -> None:
-        if self._close is not None or self._done:
+        if self.closed:
             return
-        transport = self._transport
-        if transport is not None:
-            if transport.get_write_buffer_size() > self._max_backlog:
-                self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
-                return
-            if (
-                self._direct
-                and self._writer is None
-                and self._conn.state is _OPEN  # type: ignore[union-attr]
-                and not self._protocol.close_sent  # type: ignore[union-attr]
-                and not transport.is_closing()
-            ):
-                transport.write(_wire(frame))
-                return
-        self._emit({"type": "websocket.send", "bytes": frame})
+        if self._transport.backlog() > self._max_backlog:
+            self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+            return
+        self._transport.send(frame)
 
     def close(self, code: int, reason: str) -> None:
-        if self._close is not None or self._done:
+        if self._closed:
             return
-        self._close = (code, reason[:120])
-        self._emit({"type": "websocket.close", "code": code, "reason": reason[:120]})
-
-    def _emit(self, message: Message) -> None:
-        if self._writer is not None:
-            self._queue.append(message)
-            return
-        coro: Coroutine[Any, Any, None] = self._send(message)  # type: ignore[assignment]
-        try:
-            blocked_on = coro.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            self._done = True  # the peer is gone; the read loop sees the disconnect
-            return
-        # It suspended: let one task finish it, and queue everything after it, in order.
-        self._writer = asyncio.get_running_loop().create_task(self._drain(coro, blocked_on))
-
-    async def _drain(self, first: Coroutine[Any, Any, None], blocked_on: Any) -> None:
-        try:
-            await _resume(first, blocked_on)
-            while self._queue:
-                await self._send(self._queue.popleft())
-        except Exception:
-            self._done = True
-        finally:
-            self._writer = None
+        self._closed = True
+        self._transport.close(code, reason)
 
     async def finish(self) -> None:
-        if self._writer is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._writer), 1.0)
-            except (TimeoutError, Exception):
-                self._writer.cancel()
-        self._done = True
+        await self._transport.finish()
 
 
-async def _resume(coro: Coroutine[Any, Any, None], blocked_on: Any) -> None:
-    """Finish, inside a task, a coroutine that was started by hand and then suspended.
+def transport_for(send: Send, writer: str) -> AsgiTransport:
+    """``asgi``: the plain ASGI path; ``auto`` (default): the raw uvicorn adapter when the
+    installed uvicorn is one it was tested with, else ASGI; ``raw``: as auto, warning when the
+    adapter does not apply."""
+    chosen: AsgiTransport | None = raw_transport(send) if writer != "asgi" else None
+    if chosen is None and writer == "raw" and "raw-missing" not in _told:
+        _told.add("raw-missing")
+        log.warning("raw WebSocket writer unavailable here; using the ASGI path")
+    kind = "raw uvicorn adapter" if chosen is not None else "ASGI"
+    if kind not in _told:
+        _told.add(kind)
+        log.info("WebSocket writes: %s", kind)
+    return chosen if chosen is not None else AsgiTransport(send)
 
-    A suspended asyncio coroutine yields the future it waits for (or None to be rescheduled);
-    wait for that, then step it again, exactly as a Task would.
-    """
-    while True:
-        if asyncio.isfuture(blocked_on):
-            await asyncio.wait((blocked_on,))
-        else:
-            await asyncio.sleep(0)
-        try:
-            blocked_on = coro.send(None)
-        except StopIteration:
-            return
+
+_told: set[str] = set()
 
 
 def _token_from(scope: Scope) -> tuple[str | None, str | None]:
@@ -253,7 +171,10 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
         if refusal is not None:
             await send({"type": "websocket.close", "code": refusal[0], "reason": refusal[1]})
             return
-        session = WebSocketSession(send, identity, settings.send_queue_max_bytes)
+        writer = settings.ws_writer
+        session = WebSocketSession(
+            transport_for(send, writer), identity, settings.send_queue_max_bytes
+        )
         limiter = services.limiter_for(address)
         services.metrics.sessions.inc()
         # A token (and so the invite link it came from) that lapses closes its socket too.
