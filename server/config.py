@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     rate_connections_per_s: float = 20.0
     # A session whose unsent backlog exceeds this is too slow to keep up and is closed (1013).
     send_queue_max_bytes: int = 32 * 1024 * 1024
+    # How fan-out frames reach sockets: "auto" uses the raw uvicorn adapter when the installed
+    # uvicorn is one it was tested with (server/uvicorn_raw.py), "asgi" always the ASGI path.
+    ws_writer: Literal["auto", "asgi", "raw"] = "auto"
 
     # Room lifecycle.
     room_idle_seconds: float = 30.0
