@@ -32,11 +32,20 @@ from .canvas.schema import server_client_id
 from .closecodes import CloseSession
 from .durability import Barrier
 from .protocol import Kind
-from .session import ROLE_FACILITATOR, Identity, Session
+from .session import (
+    REFUSAL_BURST,
+    REFUSAL_PER_S,
+    ROLE_EDITOR,
+    ROLE_FACILITATOR,
+    ROLE_VIEWER,
+    Identity,
+    Session,
+)
 from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
 from .vouch import (
     FACILITATOR_BOUNDS,
     PARTICIPANT_BOUNDS,
+    VIEWER_BOUNDS,
     Bounds,
     Refused,
     Verdict,
@@ -47,6 +56,9 @@ from .vouch import (
 
 log = logging.getLogger("cocanvas.room")
 
+# Updates a session may have waiting for its own missing clocks (see Room._hold).
+MAX_HELD_UPDATES = 256
+MAX_HELD_BYTES = 4 << 20
 # Unloading compacts a log this long; a handful of rows is cheaper to replay than to rewrite.
 MIN_LOG_TO_COMPACT_ON_UNLOAD = 32
 
@@ -122,6 +134,29 @@ def transact(doc: Doc, origin: str, change: Callable[[], None]) -> bytes | None:
     if not captured or captured[0] == protocol.EMPTY_UPDATE:
         return None
     return captured[0]
+
+
+_BOUNDS: dict[str, Bounds] = {
+    ROLE_FACILITATOR: FACILITATOR_BOUNDS,
+    ROLE_EDITOR: PARTICIPANT_BOUNDS,
+    ROLE_VIEWER: VIEWER_BOUNDS,
+}
+
+
+class _Hold(Exception):
+    """The update needs the sender's own clocks that have not arrived yet."""
+
+
+def _spend_refusals(session: Session, n: int) -> bool:
+    """Take n from the session's refusal bucket; False when it is exhausted."""
+    now = time.monotonic()
+    if session.refusal_at:
+        session.refusal_tokens = min(
+            REFUSAL_BURST, session.refusal_tokens + (now - session.refusal_at) * REFUSAL_PER_S
+        )
+    session.refusal_at = now
+    session.refusal_tokens -= n
+    return session.refusal_tokens >= 0
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -323,17 +358,28 @@ class Room(BrokerListener):
     ) -> None:
         if update == protocol.EMPTY_UPDATE:
             return
+        if await self._apply(session, update, frame, step2) and session.held:
+            await self._retry_held(session)
+
+    async def _apply(
+        self, session: Session, update: bytes, frame: bytes | None, step2: bool
+    ) -> bool:
+        """Validate, apply, persist, relay one update; False when it is held (see _hold)."""
         if self.doc_bytes + len(update) > self._max_document_bytes:
             raise CloseSession(closecodes.DOCUMENT_TOO_LARGE, "canvas is at its maximum size")
         identity = session.identity
-        bounds = FACILITATOR_BOUNDS if identity.role == ROLE_FACILITATOR else PARTICIPANT_BOUNDS
+        bounds = _BOUNDS.get(identity.role, VIEWER_BOUNDS)
         try:
             parsed = yupdate.read_update(update, bounds.reader_limits())
         except yupdate.UpdateTooLarge as exc:
             raise CloseSession(closecodes.POLICY_VIOLATION, f"update refused: {exc}") from None
         except yupdate.UpdateError as exc:
             raise CloseSession(closecodes.INVALID_PAYLOAD, f"malformed update: {exc}") from None
-        verdict = await self._vouch_for(session, parsed, bounds, step2)
+        try:
+            verdict = await self._vouch_for(session, parsed, bounds, step2)
+        except _Hold:
+            self._hold(session, update, frame)
+            return False
         # From the verdict to the apply nothing awaits: the verdict holds for this document.
         try:
             admitted = self.gate.admit(self, session, update, adds=bool(verdict.runs))
@@ -362,6 +408,35 @@ class Room(BrokerListener):
             session.send(protocol.sync_update(admitted.reply))
         if admitted.refusal is not None:
             session.send(protocol.permission_denied(admitted.refusal))
+            refused = sum(1 for a in admitted.audit if a.action == "refused")
+            if not _spend_refusals(session, max(refused, 1)):
+                raise CloseSession(closecodes.POLICY_VIOLATION, "too many refused changes")
+        return True
+
+    def _hold(self, session: Session, update: bytes, frame: bytes | None) -> None:
+        """Keep an update that needs the sender's own clocks it has not sent yet.
+
+        A stock Yjs client that reconnects with offline edits may send a fresh edit before its
+        sync step 2 (which carries the older ones): the fresh one starts past what the room
+        knows. It is applied once the missing clocks arrive, never before; if they never do, the
+        held updates stay out of the document and are dropped with the session.
+        """
+        session.held.append((update, frame))
+        session.held_bytes += len(update)
+        if len(session.held) > MAX_HELD_UPDATES or session.held_bytes > MAX_HELD_BYTES:
+            raise CloseSession(
+                closecodes.POLICY_VIOLATION, "updates wait for clocks that never arrived"
+            )
+
+    async def _retry_held(self, session: Session) -> None:
+        while session.held:
+            held, session.held, session.held_bytes = session.held, [], 0
+            progress = False
+            for update, frame in held:
+                if await self._apply(session, update, frame, False):
+                    progress = True
+            if not progress:
+                return
 
     async def _vouch_for(
         self, session: Session, parsed: yupdate.Update, bounds: Bounds, step2: bool
@@ -402,6 +477,10 @@ class Room(BrokerListener):
                     session.bound_ids.update(c for c in unbound if c not in taken)
                     continue
             assert refusal is not None
+            if refusal.waits_for and all(
+                self.client_ids.owned_by(c, identity) for c in refusal.waits_for
+            ):
+                raise _Hold()
             if refusal.missing and step2 and not session.caught_up:
                 # Maybe another node's updates are in the store but not here yet.
                 session.caught_up = True

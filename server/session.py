@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 _ids = itertools.count(1)
 
+# Each refused change costs the server a correction and everyone a larger update: a session may
+# cause this many in a burst, then this many per second; past that it is closed (1008).
+REFUSAL_BURST = 200.0
+REFUSAL_PER_S = 20.0
+
 ROLE_FACILITATOR = "facilitator"
 ROLE_EDITOR = "editor"
 ROLE_VIEWER = "viewer"
@@ -44,6 +49,12 @@ class Session(abc.ABC):
         # A reconnecting tab's step 2 may carry another node's updates this node has not heard
         # yet: the room catches up from the store once per session before refusing it.
         self.caught_up = False
+        # Updates that need this session's own clocks it has not sent yet: (update, frame).
+        self.held: list[tuple[bytes, bytes | None]] = []
+        self.held_bytes = 0
+        # Refused changes this session may still cause (a token bucket: burst, refill per s).
+        self.refusal_tokens = REFUSAL_BURST
+        self.refusal_at = 0.0
 
     @abc.abstractmethod
     def send(self, frame: bytes) -> None:

@@ -47,12 +47,18 @@ Info = tuple[str, str | None, str | None]
 class Refused(Exception):
     """The update is structurally invalid; nothing of it may be applied."""
 
-    def __init__(self, reason: str, *, missing: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, missing: bool = False, waits_for: frozenset[int] = frozenset()
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         # True when it refers to clocks the room does not have: a room that is behind the
         # store (another node's updates not arrived yet) may accept it after catching up.
         self.missing = missing
+        # The clients whose missing clocks it needs (empty: unknown). When they are the
+        # sender's own, the rest of its history may simply not have arrived yet (a reconnecting
+        # tab typing before its sync step 2): the room can hold it until they do.
+        self.waits_for = waits_for
 
 
 @dataclass(slots=True)
@@ -70,7 +76,11 @@ class Bounds:
 # A browser tab's update is one transaction: a note is about a dozen structs, a paste one.
 # A reconnecting tab's step 2 carries its offline work. These bounds allow hundreds of notes
 # per update and keep the worst frame's validation, apply and policy work in the tens of ms.
-PARTICIPANT_BOUNDS = Bounds(structs=20_000, keys=5_000, delete_ranges=20_000)
+# A viewer changes nothing: whatever it writes is put right, one correction per change, so its
+# bounds are those of a few stray keystrokes. Measured (docs/performance.md): a viewer's frame of
+# 4,900 new notes cost 0.2-0.5 s of event loop to put right.
+PARTICIPANT_BOUNDS = Bounds(structs=20_000, keys=2_000, delete_ranges=20_000)
+VIEWER_BOUNDS = Bounds(structs=1_000, keys=64, delete_ranges=1_000)
 FACILITATOR_BOUNDS = Bounds(structs=200_000, keys=50_000, delete_ranges=200_000)
 
 
@@ -206,6 +216,7 @@ class Vouch:
                         f"deletes clocks {clock}..{clock + length} of client {client}, "
                         f"which do not exist (known up to {end})",
                         missing=True,
+                        waits_for=frozenset((client,)),
                     )
         verdict.deletes = parsed.delete_ranges
         return verdict
@@ -328,6 +339,7 @@ class Vouch:
                 f"struct {s.client}:{s.clock} refers to {ident[0]}:{ident[1]}, which does not "
                 "exist: it would wait inside the document and act later",
                 missing=True,
+                waits_for=frozenset((ident[0],)),
             )
         self.stale = True
         return GC_CLASS, None
@@ -446,6 +458,7 @@ class _Walk:
                     f"structs of client {client} start at clock {s.clock}, but only "
                     f"clocks below {pos} exist: they would wait for missing clocks",
                     missing=True,
+                    waits_for=frozenset((client,)),
                 )
             offset = pos - s.clock
             info = self.vouch._place(s, offset, self.scope, self.validate)
