@@ -1,23 +1,27 @@
 """The compose topology on one machine: two real nodes configured as docker-compose.yml configures
 them, PostgreSQL, Redis, and deploy/nginx.conf in front. Docker is not needed to prove the shape:
 a workshop reaches one node through nginx, crosses to the other through Redis, and survives the
-draining of its node (clients reconnect through nginx and land on the survivor).
+draining of its node (clients reconnect through nginx and land on the survivor). And behind that
+nginx a client cannot choose the address its per-address limits are counted on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from tests.support import ServerProcess, YClient
 
-from .conftest import RedisServer, run_nginx
+from .conftest import RedisServer
+from .test_deploy_files import run_deploy_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin-" + "y" * 24
@@ -29,10 +33,14 @@ def compose_env(service: str, pg_url: str, redis_url: str) -> dict[str, str]:
     env = {k: str(v) for k, v in compose["services"][service]["environment"].items()}
     assert env["COCANVAS_STORE_URL"].startswith("postgresql://")
     assert env["COCANVAS_REDIS_URL"].startswith("redis://")
+    nginx_ip = compose["services"]["nginx"]["networks"]["backend"]["ipv4_address"]
+    assert env["FORWARDED_ALLOW_IPS"] == nginx_ip
     env.update(
         COCANVAS_STORE_URL=pg_url,
         COCANVAS_REDIS_URL=redis_url,
-        COCANVAS_SECRET="stack-secret-" + "z" * 32,
+        # nginx's address here (it connects from 127.0.0.1), as nginx_ip is in compose.
+        FORWARDED_ALLOW_IPS="127.0.0.1",
+        COCANVAS_SECRET="eb17725c440f40098d30e579f37999061ed9c4eca1bdbd9b89fd2dbd2dcd0289",
         COCANVAS_ADMIN_TOKEN=ADMIN,
     )
     return env
@@ -52,7 +60,7 @@ async def stack(
             for n in nodes:
                 ready = (await http.get(n.http + "/readyz")).json()
                 assert ready["status"] == "ready", ready
-        async with run_nginx(tmp_path, [n.port for n in nodes]) as port:
+        async with run_deploy_nginx(tmp_path, [n.port for n in nodes]) as port:
             yield port, nodes
     finally:
         for n in nodes:
@@ -121,3 +129,73 @@ async def test_workshop_through_nginx_survives_its_node_draining(
             for c in everyone:
                 with contextlib.suppress(Exception):
                     await c.close()
+
+
+# -- per-address limits behind nginx ---------------------------------------------------------
+
+PROXY = "127.0.0.2"  # nginx connects to the node from here (proxy_bind), as from its compose IP
+
+
+async def create_canvases(base: str, n: int, *, source: str, forged: bool) -> tuple[int, int]:
+    """n canvas creations from one local address; (created, refused with 429)."""
+    created = refused = 0
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(transport=transport, base_url=base) as http:
+        for i in range(n):
+            headers = {"Authorization": f"Bearer {ADMIN}"}
+            if forged:  # a fresh address every time, as the 300-of-300 attack did
+                headers["X-Forwarded-For"] = f"198.51.100.{i % 250 + 1}, 10.{i}.0.1"
+                headers["X-Real-IP"] = f"203.0.113.{i % 250 + 1}"
+            r = await http.post(
+                "/api/canvases",
+                json={"title": f"t{i}", "template": "business-model"},
+                headers=headers,
+            )
+            assert r.status_code in (201, 429), r.text
+            created += r.status_code == 201
+            refused += r.status_code == 429
+    return created, refused
+
+
+@pytest.mark.parametrize("trusted", [PROXY, "*"], ids=["trust-nginx-only", "trust-everyone"])
+async def test_forged_forwarded_for_does_not_escape_the_address_limit(
+    tmp_path: Path, trusted: str
+) -> None:
+    """docker-compose.yml's node behind deploy/nginx.conf: a client that forges X-Forwarded-For on
+    every request is still counted on its real address, and another address keeps its own budget.
+    Either safeguard holds alone: nginx overwriting the header (checked with the node trusting
+    everyone) and the node trusting nginx's address only (then the header sent straight to the
+    node is ignored too)."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    env = {k: str(v) for k, v in compose["services"]["cocanvas-1"]["environment"].items()}
+    assert env["FORWARDED_ALLOW_IPS"] != "*"
+    for key in ("COCANVAS_STORE_URL", "COCANVAS_REDIS_URL"):  # one node: SQLite, in-process
+        env.pop(key)
+    env.update(
+        COCANVAS_SECRET=uuid.uuid4().hex + uuid.uuid4().hex,
+        COCANVAS_ADMIN_TOKEN=ADMIN,
+        FORWARDED_ALLOW_IPS=trusted,
+        # 2 creations/s, a 5 s burst (partners.install_flood_guard): 10 at once, then 2/s.
+        COCANVAS_RATE_CONNECTIONS_PER_S="2",
+    )
+    node = ServerProcess(tmp_path / "node", env=env)
+    await asyncio.to_thread(node.start)
+    try:
+        async with run_deploy_nginx(tmp_path, [node.port], proxy_bind=PROXY) as port:
+            via_nginx = f"http://127.0.0.1:{port}"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            created, refused = await create_canvases(via_nginx, 60, source="127.0.0.3", forged=True)
+            budget = 10 + 2 * (loop.time() - started) + 1
+            assert refused > 0 and created <= budget, (created, refused, budget)
+            # Another client is counted apart: the node sees real addresses, not nginx's.
+            other, _ = await create_canvases(via_nginx, 3, source="127.0.0.4", forged=True)
+            assert other == 3
+            if trusted != "*":
+                # Straight to the node (not from nginx's address) the header is ignored too.
+                direct, refused_direct = await create_canvases(
+                    node.http, 5, source="127.0.0.3", forged=True
+                )
+                assert refused_direct >= 4, (direct, refused_direct)
+    finally:
+        await asyncio.to_thread(node.stop)
