@@ -14,7 +14,7 @@ mkdir -p "$(dirname "$OUT")"
 if [ ! -d "$BENCH/node_modules" ]; then
   rm -rf "$BENCH" && cp -r "$here/../shared/bench" "$BENCH" && (cd "$BENCH" && npm ci --no-audit --no-fund >/dev/null)
 fi
-export COCANVAS_SECRET=${COCANVAS_SECRET:-bench-secret-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}
+export COCANVAS_SECRET=${COCANVAS_SECRET:-9dfc58486d77d62101f7ce7610af004e3440087b7c0d9f2d56dc68c99fbad0b4}
 # the harness runs every client from 127.0.0.1: per-address limits would throttle it
 export COCANVAS_RATE_MESSAGES_PER_S=${COCANVAS_RATE_MESSAGES_PER_S:-100000}
 export COCANVAS_RATE_CONNECTIONS_PER_S=${COCANVAS_RATE_CONNECTIONS_PER_S:-100000}

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import closecodes, ws
-from .api import canvases, health, partners
+from .api import canvases, errors, favicon, health, partners
 from .auth import Tokens, load_or_create_secret
 from .broker import Broker, open_broker
 from .config import Settings
@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # First: a placeholder or guessable secret (auth.WeakSecret) stops the node before it
+        # opens anything, with a message that names COCANVAS_SECRET.
+        tokens = Tokens(load_or_create_secret(settings.secret, settings.data_dir))
         store = open_store(
             settings.resolved_store_url(),
             batch_max=settings.store_batch_max,
@@ -115,7 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "max_document_bytes": settings.max_document_bytes,
             },
         )
-        tokens = Tokens(load_or_create_secret(settings.secret, settings.data_dir))
         services = Services(settings, store, broker, rooms, tokens)
         services.addresses = AddressBuckets(settings.rate_messages_per_s * 4, settings.rate_burst_s)
         services.connections = AddressBuckets(settings.rate_connections_per_s, 5.0)
@@ -153,8 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.include_router(testhooks.router)
     partners.install_flood_guard(app, settings.rate_connections_per_s)
+    errors.install(app, settings.max_body_bytes)
 
     client = _client_dir(settings)
+    favicon.install(app, client)
     if client is not None:
         if (client / "assets").is_dir():
             app.mount("/assets", StaticFiles(directory=client / "assets"), name="assets")

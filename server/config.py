@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     store_url: str | None = None
     # redis://host:port/0 selects the Redis broker; unset means the in-process broker (one node).
     redis_url: str | None = None
-    # Signs tokens. Unset: generated once and kept in <data_dir>/secret.
+    # Signs tokens. Unset: generated once and kept in <data_dir>/secret. Checked at startup
+    # (server.auth.check_secret): empty, a placeholder or guessable, the node refuses to start.
     secret: str | None = None
     # When set, creating canvases needs "Authorization: Bearer <admin_token>".
     admin_token: str | None = None
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     # same-origin and non-browser clients, which send no Origin header).
     allowed_origins: list[str] = []
     node_id: str | None = None
+
+    # HTTP request bodies (every route's is a small JSON object): a larger one answers 413, before
+    # it is read when Content-Length says so, and as soon as it passes the limit when chunked.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     # Protocol limits.
     max_message_bytes: int = 8 * 1024 * 1024

@@ -70,7 +70,10 @@ class ServerProcess:
         env = dict(os.environ)
         env.update(
             {
-                "COCANVAS_SECRET": env.get("COCANVAS_SECRET", "test-secret-" + "x" * 32),
+                "COCANVAS_SECRET": env.get(
+                    "COCANVAS_SECRET",
+                    "a048e0df09aeb6e7ebf7eaf031ec1732cb27259731f9a880b1cbd9066be7011f",
+                ),
                 "COCANVAS_ROOM_IDLE_SECONDS": "2",
                 "COCANVAS_LOG_LEVEL": "info",
             }

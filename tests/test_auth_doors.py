@@ -21,8 +21,8 @@ from server.session import Identity
 from tests.partner_helpers import api, make_invite, member, partner_canvas
 from tests.support import ServerProcess
 
-SECRET = "doors-secret-" + "s" * 32
-OTHER_SECRET = "other-secret-" + "o" * 32
+SECRET = "e58b0c93b42c573c1ea0be8d0f76dfe2172a2fe37bab0a370d1e120fd0579515"
+OTHER_SECRET = "31ffe13ed0c264444d551083cce386f3103c661882749b084f1697a239e576ba"
 
 
 @pytest.fixture(scope="module")

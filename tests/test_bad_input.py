@@ -27,7 +27,7 @@ from server.session import ROLE_FACILITATOR, Identity
 from tests.support import ServerProcess, YClient, unstamped
 
 MAX_MESSAGE_BYTES = 65_536
-SECRET = "test-secret-" + "x" * 32  # what ServerProcess sets as COCANVAS_SECRET
+SECRET = "a048e0df09aeb6e7ebf7eaf031ec1732cb27259731f9a880b1cbd9066be7011f"  # what ServerProcess sets as COCANVAS_SECRET
 TIMEOUT = 5.0
 OFFENDER_AWARENESS_ID = 424_242
 

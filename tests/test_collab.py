@@ -10,7 +10,7 @@ from server.auth import Tokens
 from server.session import ROLE_FACILITATOR, Identity
 from tests.support import ServerProcess, YClient
 
-SECRET = "test-secret-" + "x" * 32  # what ServerProcess sets as COCANVAS_SECRET
+SECRET = "a048e0df09aeb6e7ebf7eaf031ec1732cb27259731f9a880b1cbd9066be7011f"  # what ServerProcess sets as COCANVAS_SECRET
 
 
 def participant_token(canvas: dict, name: str) -> str:

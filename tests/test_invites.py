@@ -28,7 +28,7 @@ from tests.partner_helpers import (
 )
 from tests.support import ServerProcess, YClient
 
-SECRET = "test-secret-" + "x" * 32  # what ServerProcess sets as COCANVAS_SECRET
+SECRET = "a048e0df09aeb6e7ebf7eaf031ec1732cb27259731f9a880b1cbd9066be7011f"  # what ServerProcess sets as COCANVAS_SECRET
 
 
 async def test_redeem_gives_a_token_for_the_links_org_and_role(server: ServerProcess) -> None:

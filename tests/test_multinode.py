@@ -23,7 +23,7 @@ from tests.services import PrivatePostgres, RedisServer, drop_machine_pg_schema,
 from tests.support import ServerProcess, YClient
 from tests.yenc import S, encode
 
-SECRET = "multinode-secret-" + "y" * 32
+SECRET = "5943a8d7b45709c0159820c6ed48b08587daf4c28436b72e6bbe6cb1fb358e21"
 
 
 @pytest.fixture

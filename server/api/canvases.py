@@ -7,34 +7,58 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..canvas import templates
 from ..canvas.export import doc_to_json
 from ..session import ROLE_FACILITATOR, Identity
 from ..store.base import CanvasNotFound, CanvasRecord
 from .deps import Caller, canvas_caller, facilitator, operator_if_configured, services
+from .errors import (
+    BODY,
+    FACILITATOR,
+    NO_CANVAS,
+    OPERATOR,
+    PARTICIPANT,
+    RATE_LIMITED,
+    VALIDATION,
+    JSONRoute,
+    StrictIn,
+    declare,
+)
 
 if TYPE_CHECKING:
     from ..app import Services
 
-router = APIRouter(prefix="/api/canvases", tags=["canvases"])
+router = APIRouter(prefix="/api/canvases", tags=["canvases"], route_class=JSONRoute)
 
 FACILITATOR_TOKEN_TTL_S = 30 * 24 * 3600
 
 
-class OrgIn(BaseModel):
+class OrgIn(StrictIn):
     name: str = Field(min_length=1, max_length=80)
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
 
 
-class CanvasIn(BaseModel):
+class CanvasIn(StrictIn):
     title: str = Field(min_length=1, max_length=200)
-    template: str = Field(description=" | ".join(templates.TEMPLATES))
+    template: str = Field(
+        description=" | ".join(templates.TEMPLATES),
+        json_schema_extra={"enum": list(templates.TEMPLATES)},
+    )
     orgs: list[OrgIn] | None = Field(default=None, max_length=20)
     facilitator_name: str = Field(default="Facilitator", min_length=1, max_length=80)
     # Editors may change only their own organization's notes (default: on for partner co-creation).
     protect_notes: bool | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        if value not in templates.TEMPLATES:
+            raise ValueError(
+                f"unknown template {value!r}; use one of {', '.join(templates.TEMPLATES)}"
+            )
+        return value
 
 
 class OrgOut(BaseModel):
@@ -74,12 +98,9 @@ def new_canvas_id() -> str:
     status_code=201,
     response_model=CanvasCreated,
     dependencies=[Depends(operator_if_configured)],
+    responses=declare(OPERATOR, BODY, RATE_LIMITED, s422="invalid body, e.g. an unknown template"),
 )
 async def create_canvas(body: CanvasIn, svc: Services = Depends(services)) -> CanvasCreated:
-    if body.template not in templates.TEMPLATES:
-        raise HTTPException(
-            422, f"unknown template {body.template!r}; use one of {', '.join(templates.TEMPLATES)}"
-        )
     raw_orgs = (
         [(o.name, o.color) for o in body.orgs]
         if body.orgs
@@ -113,7 +134,12 @@ async def create_canvas(body: CanvasIn, svc: Services = Depends(services)) -> Ca
     )
 
 
-@router.get("", response_model=list[CanvasSummary], dependencies=[Depends(operator_if_configured)])
+@router.get(
+    "",
+    response_model=list[CanvasSummary],
+    dependencies=[Depends(operator_if_configured)],
+    responses=declare(OPERATOR),
+)
 async def list_canvases(svc: Services = Depends(services)) -> list[CanvasSummary]:
     return [
         CanvasSummary(id=r.id, title=r.title, template=r.template, created_at=r.created_at)
@@ -121,7 +147,9 @@ async def list_canvases(svc: Services = Depends(services)) -> list[CanvasSummary
     ]
 
 
-@router.get("/{canvas_id}", response_model=CanvasDoc)
+@router.get(
+    "/{canvas_id}", response_model=CanvasDoc, responses=declare(PARTICIPANT, NO_CANVAS, VALIDATION)
+)
 async def read_canvas(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(canvas_caller)
 ) -> CanvasDoc:
@@ -146,7 +174,9 @@ async def read_canvas(
     )
 
 
-@router.delete("/{canvas_id}", status_code=204)
+@router.delete(
+    "/{canvas_id}", status_code=204, responses=declare(FACILITATOR, NO_CANVAS, VALIDATION)
+)
 async def delete_canvas(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> Response:

@@ -47,7 +47,7 @@ class Caller:
 async def canvas_caller(
     canvas_id: str, request: Request, svc: Services = Depends(services)
 ) -> Caller:
-    """Any participant of this canvas (or the operator); 401/403 otherwise."""
+    """Any participant of this canvas (or the operator); 401/403/410 otherwise."""
     token = bearer(request)
     if is_operator(svc, token):
         return Caller(None, True)
@@ -56,7 +56,9 @@ async def canvas_caller(
     except TokenError as exc:
         raise HTTPException(exc.status, exc.message) from None
     if identity.invite_id is not None and await svc.invite_revoked(identity.invite_id):
-        raise HTTPException(403, "invite link revoked")
+        # 410 like redeeming the link (and close code 4410 on its sockets): the credential was
+        # good and is gone, which a client shows differently from "not allowed".
+        raise HTTPException(410, "invite link revoked")
     return Caller(identity, False)
 
 
@@ -72,3 +74,10 @@ def operator_if_configured(request: Request, svc: Services = Depends(services)) 
         raise HTTPException(
             401, "operator key required (Authorization: Bearer <COCANVAS_ADMIN_TOKEN>)"
         )
+
+
+async def require_canvas(svc: Services, canvas_id: str) -> None:
+    """404 for a canvas that does not exist (or no longer does). Called in the handler, after the
+    caller's token was checked, so that 404 never tells a stranger which canvas ids exist."""
+    if await svc.store.get_canvas(canvas_id) is None:
+        raise HTTPException(404, "canvas not found")

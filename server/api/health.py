@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from ..store.base import StoreError
 from .deps import services
@@ -17,13 +18,27 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str  # "ready" or "not ready"
+    node: str
+    checks: dict[str, str]  # "store", "broker": "ok" or why not
+
+
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is up and its event loop answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the store or the broker is unavailable"}},
+)
 async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     """Ready to take new sessions: the store answers and the broker is connected."""
     checks: dict[str, str] = {}
@@ -40,7 +55,11 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format"}},
+)
 async def metrics(svc: Services = Depends(services)) -> Response:
     svc.metrics.rooms.set(len(svc.rooms))
     svc.metrics.room_loads.set(svc.rooms.loads)

@@ -25,12 +25,25 @@ from ..canvas import templates
 from ..limits import AddressBuckets
 from ..session import ROLE_EDITOR, ROLES, Identity
 from ..store.base import AuditEntry, CanvasNotFound, Invite, Participant
-from .deps import Caller, facilitator, services
+from .deps import Caller, facilitator, require_canvas, services
+from .errors import (
+    BODY,
+    FACILITATOR,
+    NO_CANVAS,
+    RATE_LIMITED,
+    VALIDATION,
+    ErrorOut,
+    JSONRoute,
+    StrictIn,
+    declare,
+    integral,
+    invalid,
+)
 
 if TYPE_CHECKING:
     from ..app import Services
 
-router = APIRouter(tags=["partners"])
+router = APIRouter(tags=["partners"], route_class=JSONRoute)
 
 MAX_INVITE_TTL_S = 90 * 24 * 3600
 
@@ -38,7 +51,7 @@ MAX_INVITE_TTL_S = 90 * 24 * 3600
 # -- models -----------------------------------------------------------------------------------
 
 
-class OrgIn(BaseModel):
+class OrgIn(StrictIn):
     name: str = Field(min_length=1, max_length=80)
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
 
@@ -54,7 +67,7 @@ class OrgOut(BaseModel):
 NO_ORG = "org_id is required: an invite names one of this canvas's organizations"
 
 
-class InviteIn(BaseModel):
+class InviteIn(StrictIn):
     # Required and non-empty: an invite for organization "" would make its holders members of the
     # facilitator's own organization, and so able to edit the facilitator's protected notes.
     org_id: str = Field(
@@ -73,23 +86,10 @@ class InviteIn(BaseModel):
             raise ValueError(NO_ORG)
         return value
 
-
-class ErrorOut(BaseModel):
-    """An HTTPException's body."""
-
-    detail: str
-
-
-class FieldError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationErrorOut(BaseModel):
-    """FastAPI's request validation error body (which field, and why)."""
-
-    detail: list[FieldError]
+    @field_validator("max_uses", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return integral(value)
 
 
 class InviteOut(BaseModel):
@@ -105,7 +105,7 @@ class InviteOut(BaseModel):
     expired: bool
 
 
-class RedeemIn(BaseModel):
+class RedeemIn(StrictIn):
     name: str = Field(min_length=1, max_length=80)
 
 
@@ -188,7 +188,12 @@ def _unique_org_id(name: str, taken: set[str]) -> str:
     return oid
 
 
-@router.post("/api/canvases/{canvas_id}/orgs", status_code=201, response_model=OrgOut)
+@router.post(
+    "/api/canvases/{canvas_id}/orgs",
+    status_code=201,
+    response_model=OrgOut,
+    responses=declare(FACILITATOR, NO_CANVAS, BODY),
+)
 async def add_org(
     canvas_id: str,
     body: OrgIn,
@@ -246,15 +251,24 @@ async def add_org(
 # -- participants and audit -------------------------------------------------------------------
 
 
-@router.get("/api/canvases/{canvas_id}/participants", response_model=list[ParticipantOut])
+@router.get(
+    "/api/canvases/{canvas_id}/participants",
+    response_model=list[ParticipantOut],
+    responses=declare(FACILITATOR, NO_CANVAS, VALIDATION),
+)
 async def list_participants(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> list[ParticipantOut]:
+    await require_canvas(svc, canvas_id)
     participants = await svc.store.list_participants(canvas_id)
     return [ParticipantOut.model_validate(p) for p in participants]
 
 
-@router.get("/api/canvases/{canvas_id}/audit", response_model=list[AuditOut])
+@router.get(
+    "/api/canvases/{canvas_id}/audit",
+    response_model=list[AuditOut],
+    responses=declare(FACILITATOR, NO_CANVAS, VALIDATION),
+)
 async def list_audit(
     canvas_id: str,
     limit: int = Query(200, ge=1, le=1000),
@@ -263,6 +277,7 @@ async def list_audit(
     caller: Caller = Depends(facilitator),
 ) -> list[AuditOut]:
     """Newest first; page with ``before`` = the oldest ``at`` seen."""
+    await require_canvas(svc, canvas_id)
     entries = await svc.store.list_audit(canvas_id, limit, before)
     return [AuditOut.model_validate(a) for a in entries]
 
@@ -285,14 +300,13 @@ async def _canvas_orgs(svc: Services, canvas_id: str) -> set[str]:
     "/api/canvases/{canvas_id}/invites",
     status_code=201,
     response_model=InviteOut,
-    responses={
-        422: {
-            "description": "`org_id` missing or empty (validation error on `body.org_id`), "
-            "not one of this canvas's organizations (`detail` is a sentence), "
-            "or another field invalid",
-            "model": ValidationErrorOut | ErrorOut,
-        }
-    },
+    responses=declare(
+        FACILITATOR,
+        NO_CANVAS,
+        BODY,
+        s422="`org_id` missing, empty or not one of this canvas's organizations "
+        '(`loc` `["body", "org_id"]`), or another field invalid',
+    ),
 )
 async def create_invite(
     canvas_id: str,
@@ -301,7 +315,7 @@ async def create_invite(
     caller: Caller = Depends(facilitator),
 ) -> InviteOut:
     if body.org_id not in await _canvas_orgs(svc, canvas_id):
-        raise HTTPException(422, f"no organization {body.org_id!r} on this canvas")
+        invalid(("body", "org_id"), f"no organization {body.org_id!r} on this canvas")
     now = time.time()
     invite = Invite(
         id=secrets.token_urlsafe(18),
@@ -320,15 +334,26 @@ async def create_invite(
     return _invite_out(invite, now)
 
 
-@router.get("/api/canvases/{canvas_id}/invites", response_model=list[InviteOut])
+@router.get(
+    "/api/canvases/{canvas_id}/invites",
+    response_model=list[InviteOut],
+    responses=declare(FACILITATOR, NO_CANVAS, VALIDATION),
+)
 async def list_invites(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> list[InviteOut]:
+    await require_canvas(svc, canvas_id)
     now = time.time()
     return [_invite_out(i, now) for i in await svc.store.list_invites(canvas_id)]
 
 
-@router.delete("/api/canvases/{canvas_id}/invites/{invite_id}", response_model=InviteOut)
+@router.delete(
+    "/api/canvases/{canvas_id}/invites/{invite_id}",
+    response_model=InviteOut,
+    responses=declare(
+        FACILITATOR, VALIDATION, {404: {"model": ErrorOut, "description": "no such invite"}}
+    ),
+)
 async def revoke_invite(
     canvas_id: str,
     invite_id: str,
@@ -343,7 +368,22 @@ async def revoke_invite(
     return _invite_out(invite)
 
 
-@router.post("/api/invites/{invite_id}/redeem", response_model=Redeemed)
+@router.post(
+    "/api/invites/{invite_id}/redeem",
+    response_model=Redeemed,
+    responses=declare(
+        BODY,
+        RATE_LIMITED,
+        {
+            404: {"model": ErrorOut, "description": "no such invite link"},
+            410: {
+                "model": ErrorOut,
+                "description": "invite link revoked, expired or used up, or an editor link "
+                "made without an organization",
+            },
+        },
+    ),
+)
 async def redeem_invite(
     invite_id: str, body: RedeemIn, svc: Services = Depends(services)
 ) -> Redeemed:

@@ -33,7 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SECRET = os.environ.get("COCANVAS_SECRET", "test-secret-" + "x" * 32)
+SECRET = os.environ.get(
+    "COCANVAS_SECRET", "a048e0df09aeb6e7ebf7eaf031ec1732cb27259731f9a880b1cbd9066be7011f"
+)
 
 
 def _newest_source_mtime() -> float:
