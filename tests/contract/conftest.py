@@ -6,14 +6,11 @@ fails it in CI (CI=true), where a silently skipped suite would hide a broken dep
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import glob
-import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -97,49 +94,3 @@ def private_pg() -> Iterator[PrivatePostgres]:
         yield pg
     finally:
         pg.remove()
-
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-@contextlib.asynccontextmanager
-async def run_nginx(workdir: Path, upstream_ports: list[int]) -> AsyncIterator[int]:
-    """Run deploy/nginx.conf for real, its upstreams pointed at local ports; yields its port.
-
-    nginx is a tool, not a service: without it the test is skipped, in CI too.
-    """
-    binary = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-    if binary is None:
-        pytest.skip("nginx not installed (apt-get install nginx-light): routing not exercised")
-    port = free_port()
-    conf = (DEPLOY / "nginx.conf").read_text()
-    for i, upstream in enumerate(upstream_ports, start=1):
-        conf = conf.replace(f"cocanvas-{i}:8000", f"127.0.0.1:{upstream}")
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("pid /tmp/nginx.pid;", f"pid {workdir}/nginx.pid;")
-    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (workdir / temp).mkdir(exist_ok=True)
-        conf = conf.replace("http {", f"http {{\n    {temp}_temp_path {workdir}/{temp};", 1)
-    path = workdir / "nginx.conf"
-    path.write_text(conf)
-    check = await asyncio.create_subprocess_exec(
-        binary, "-t", "-p", str(workdir), "-c", str(path), stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await check.communicate()
-    assert check.returncode == 0, err.decode()
-    proc = await asyncio.create_subprocess_exec(
-        binary, "-p", str(workdir), "-c", str(path), "-g", "daemon off; user root;",
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(200):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.02)
-        yield port
-    finally:
-        proc.terminate()
-        await proc.wait()
