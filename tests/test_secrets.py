@@ -236,5 +236,6 @@ def test_no_test_script_or_compose_file_uses_a_weak_secret() -> None:
             for value in pattern.findall(text):
                 found.append((str(path.relative_to(ROOT)), value))
     assert found, "the scan found nothing: its patterns are stale"
-    weak = [(f, v) for f, v in found if secret_weakness(v) is not None]
+    # A value made at run time ("$(openssl rand -hex 32)") is not a written-in secret.
+    weak = [(f, v) for f, v in found if "$(" not in v and secret_weakness(v) is not None]
     assert weak == []
