@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Response
@@ -28,6 +29,10 @@ class Readiness(BaseModel):
     checks: dict[str, str]  # "store", "broker": "ok" or why not
 
 
+# /readyz answers within this, whatever the store does (its ping has its own ~2 s bound).
+READY_TIMEOUT_S = 3.0
+
+
 @router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is up and its event loop answers."""
@@ -40,11 +45,19 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "the store or the broker is unavailable"}},
 )
 async def readyz(svc: Services = Depends(services)) -> JSONResponse:
-    """Ready to take new sessions: the store answers and the broker is connected."""
+    """Ready to take new sessions: the store commits within its bound and the broker is connected.
+
+    503 while a commit cannot complete (frozen or failing disk, a lock held elsewhere, PostgreSQL
+    away or read-only) and, for good, once the SQLite files were deleted or replaced under the
+    running node.
+    """
     checks: dict[str, str] = {}
     try:
-        await svc.store.ping()
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await svc.store.ping()
         checks["store"] = "ok"
+    except TimeoutError:
+        checks["store"] = f"unavailable: no answer within {READY_TIMEOUT_S:g} s"
     except (StoreError, OSError) as exc:
         checks["store"] = f"unavailable: {exc}"
     checks["broker"] = "ok" if svc.broker.connected else "disconnected"
@@ -61,10 +74,5 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     responses={200: {"description": "Prometheus text exposition format"}},
 )
 async def metrics(svc: Services = Depends(services)) -> Response:
-    svc.metrics.rooms.set(len(svc.rooms))
-    svc.metrics.room_loads.set(svc.rooms.loads)
-    m = svc.metrics
-    m.broker_dropped.set(getattr(svc.broker, "dropped", 0))
-    m.broker_outages.set(getattr(svc.broker, "outages", 0))
-    m.store_commits.set(getattr(svc.store, "commits", getattr(svc.store, "batches", 0)))
+    svc.metrics.watch(svc.store, svc.broker, svc.rooms)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..protocol import ProtocolError, read_varbytes, read_varuint, write_varbytes, write_varuint
 
@@ -30,6 +30,37 @@ KIND_MARK = 3  # "my last sequence number on this canvas is N": reveals a lost t
 MARK_INTERVAL_S = 1.0
 
 _MAGIC = b"CC1"
+
+KIND_NAMES = {
+    KIND_UPDATE: "update",
+    KIND_AWARENESS: "awareness",
+    KIND_CONTROL: "control",
+    KIND_MARK: "mark",
+}
+
+
+def _zero_by_kind() -> dict[str, int]:
+    return dict.fromkeys(KIND_NAMES.values(), 0)
+
+
+@dataclass(slots=True)
+class BrokerStats:
+    """What the broker did since it started (counters) and its state now (gauges)."""
+
+    # Messages this node numbered and published (marks included), by kind name.
+    published: dict[str, int] = field(default_factory=_zero_by_kind)
+    # Messages heard from other nodes, by kind name.
+    received: dict[str, int] = field(default_factory=_zero_by_kind)
+    # Sequence gaps noticed (each one makes a room heal from the store).
+    gaps: int = 0
+    # Transport losses, and returns after a loss.
+    disconnects: int = 0
+    reconnects: int = 0
+    # Published messages that never reached the transport (down, queue full, test hook).
+    dropped: int = 0
+    connected: bool = False
+    # Other nodes heard from recently (the Redis transport tracks them; 0 elsewhere).
+    peers: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,6 +112,10 @@ class Broker(abc.ABC):
         self._state_listeners: list[Callable[[bool], None]] = []
         self._unmarked: set[str] = set()  # canvases published to since the last mark
         self._marker: asyncio.Task[None] | None = None
+        self._counts = BrokerStats()
+        self._was_up = False
+        # Messages a transport lost after publish (Redis: down, queue full); see stats().
+        self.dropped = 0
 
     # -- transport, per implementation ----------------------------------------------------
 
@@ -118,16 +153,36 @@ class Broker(abc.ABC):
             del self._in_seq[key]
         await self._unsubscribe(canvas_id)
 
+    def stats(self) -> BrokerStats:
+        """Counters since start and the state now (a copy)."""
+        c = self._counts
+        return BrokerStats(
+            published=dict(c.published),
+            received=dict(c.received),
+            gaps=c.gaps,
+            disconnects=c.disconnects,
+            reconnects=c.reconnects,
+            dropped=c.dropped + self.dropped,
+            connected=self.connected,
+        )
+
     def publish(self, canvas_id: str, kind: int, payload: bytes) -> None:
         seq = self._out_seq.get(canvas_id, 0) + 1
         self._out_seq[canvas_id] = seq
         self._unmarked.add(canvas_id)
         if self._marker is None:
             self._marker = asyncio.get_running_loop().create_task(self._mark_loop())
+        self._count(self._counts.published, kind)
         if self._drop_next > 0:
             self._drop_next -= 1
+            self._counts.dropped += 1
             return
         self._send(canvas_id, encode_message(self.node_id, seq, kind, payload))
+
+    @staticmethod
+    def _count(by_kind: dict[str, int], kind: int) -> None:
+        name = KIND_NAMES.get(kind, "other")
+        by_kind[name] = by_kind.get(name, 0) + 1
 
     async def _mark_loop(self) -> None:
         """Repeat the latest sequence number of recently used canvases.
@@ -142,6 +197,7 @@ class Broker(abc.ABC):
                 for canvas_id in canvases:
                     seq = self._out_seq.get(canvas_id)
                     if seq is not None and self.connected:
+                        self._count(self._counts.published, KIND_MARK)
                         self._send(canvas_id, encode_message(self.node_id, seq, KIND_MARK, b""))
         finally:
             self._marker = None
@@ -166,10 +222,12 @@ class Broker(abc.ABC):
         if message.node_id == self.node_id:
             return
         self._heard_from(message.node_id)
+        self._count(self._counts.received, message.kind)
         key = (canvas_id, message.node_id)
         last = self._in_seq.get(key)
         if message.kind == KIND_MARK:
             if message.seq != (last or 0):
+                self._counts.gaps += 1
                 self._in_seq[key] = max(message.seq, last or 0)
                 log.info(
                     "missed messages on %s from %s up to %s",
@@ -184,6 +242,7 @@ class Broker(abc.ABC):
         # Sequences start at 1 when a node subscribes: a first message numbered higher, or any
         # jump, means something was missed.
         if message.seq != (last or 0) + 1:
+            self._counts.gaps += 1
             log.info("gap on %s from %s: %s -> %s", canvas_id, message.node_id, last, message.seq)
             listener.on_broker_gap()
 
@@ -193,6 +252,12 @@ class Broker(abc.ABC):
 
     def _set_connected(self, up: bool) -> None:
         """Implementations call this on connection loss and return."""
+        if up:
+            if self._was_up:
+                self._counts.reconnects += 1
+            self._was_up = True
+        elif self._was_up:
+            self._counts.disconnects += 1
         if up:
             # Anything may have been missed while down: every room heals.
             self._in_seq.clear()

@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .base import Broker
+from .base import Broker, BrokerStats
 
 log = logging.getLogger("cocanvas.broker.redis")
 
@@ -79,8 +79,8 @@ class RedisBroker(Broker):
         self._tasks: list[asyncio.Task[None]] = []
         # Other nodes, by id -> monotonic time of their last heartbeat.
         self._peers: dict[str, float] = {}
-        # For /metrics: messages lost to a full queue or a down Redis (gaps heal them), and
-        # connection losses.
+        # Messages lost to a full queue or a down Redis (gaps heal them; stats() reports them),
+        # and connection losses (also in stats() as disconnects).
         self.dropped = 0
         self.outages = 0
 
@@ -156,6 +156,11 @@ class RedisBroker(Broker):
     @property
     def connected(self) -> bool:
         return self._up
+
+    def stats(self) -> BrokerStats:
+        out = super().stats()
+        out.peers = len(self._peers)
+        return out
 
     # -- channels -----------------------------------------------------------------------
 

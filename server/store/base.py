@@ -13,6 +13,7 @@ The store knows nothing of Yjs: merging is a function handed in by the caller.
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,62 @@ class ClientBinding:
     bound_at: float
 
 
+@dataclass(slots=True)
+class HistogramStats:
+    """A distribution counted since start, in Prometheus's shape.
+
+    ``counts[i]`` is how many observations fell at or below ``bounds[i]`` and above the bound
+    before it (not cumulative); the last entry counts those above every bound (+Inf).
+    """
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def copy(self) -> HistogramStats:
+        return HistogramStats(self.bounds, list(self.counts), self.sum)
+
+
+# Operations per group commit, and how long a commit takes (BEGIN to COMMIT returned).
+BATCH_SIZE_BOUNDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
+COMMIT_SECONDS_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """What a store did since it started, for /metrics (counters) and readiness (gauges)."""
+
+    # Write transactions committed, and those that failed (nothing of them was committed).
+    # SQLite: every write; PostgreSQL: the group commits of appends.
+    commits: int = 0
+    commit_errors: int = 0
+    # Document updates durably appended, their bytes, and appends that raised instead.
+    appended_updates: int = 0
+    appended_bytes: int = 0
+    append_errors: int = 0
+    # Now: operations queued or being committed, and how long the running commit has taken.
+    pending: int = 0
+    commit_running_s: float = 0.0
+    # Why the store stopped accepting writes for good (e.g. its database file vanished).
+    failed: str | None = None
+    batch_size: HistogramStats = field(default_factory=lambda: HistogramStats(BATCH_SIZE_BOUNDS))
+    commit_seconds: HistogramStats = field(
+        default_factory=lambda: HistogramStats(COMMIT_SECONDS_BOUNDS)
+    )
+
+
 # The owner recorded for the client ids the server writes with (templates, corrections, API).
 SERVER_OWNER = ":server"
 
@@ -150,7 +207,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def ping(self) -> None:
-        """Raise StoreError when the store is unreachable."""
+        """Raise StoreError when the store is unreachable or cannot commit within a bound."""
+
+    def stats(self) -> StoreStats:
+        """Counters since start and the current backlog (a copy; cheap, never blocks)."""
+        return StoreStats()
 
     # -- canvases -------------------------------------------------------------------------
 

@@ -41,10 +41,15 @@ from .base import (
     Store,
     StoredDoc,
     StoreError,
+    StoreStats,
     Version,
 )
 
 log = logging.getLogger("cocanvas.store.postgres")
+
+# Readiness: the ping must commit within this many seconds, and a group commit running longer
+# than this makes the store not ready.
+COMMIT_STALL_S = 2.0
 
 AConn = AsyncConnection[TupleRow]
 
@@ -224,6 +229,9 @@ class PostgresStore(Store):
         # Numbers for /metrics and the benchmark.
         self.batches = 0
         self.batched_appends = 0
+        self._stats = StoreStats()
+        self._inflight = 0  # appends in the batch being committed
+        self._batch_started: float | None = None  # monotonic start of that batch
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -279,8 +287,42 @@ class PostgresStore(Store):
         await self._pool.close()
 
     async def ping(self) -> None:
-        async with self._conn(wait=2.0) as conn:
-            await conn.execute("SELECT 1")
+        """Fail unless a transaction commits within COMMIT_STALL_S and group commits flow.
+
+        ``txid_current()`` assigns a transaction id, so the ping's autocommit transaction writes
+        a commit record and waits for its WAL flush (and for synchronous standbys): a read-only
+        server, a server in recovery or one that cannot flush fails it, where ``SELECT 1``
+        would pass.
+        """
+        started = self._batch_started
+        if started is not None and time.monotonic() - started > COMMIT_STALL_S:
+            raise StoreError(
+                f"a group commit has been running for {time.monotonic() - started:.1f} s"
+                f" ({len(self._pending) + self._inflight} appends pending)"
+            )
+        if self._flusher is not None and self._flusher.done():
+            raise StoreError("the group-commit task has stopped")
+        try:
+            async with asyncio.timeout(COMMIT_STALL_S):
+                async with self._conn(wait=COMMIT_STALL_S) as conn:
+                    await conn.execute("SELECT txid_current()")
+        except TimeoutError:
+            raise StoreError(f"PostgreSQL did not commit within {COMMIT_STALL_S:g} s") from None
+
+    def stats(self) -> StoreStats:
+        s = self._stats
+        started = self._batch_started
+        return StoreStats(
+            commits=s.commits,
+            commit_errors=s.commit_errors,
+            appended_updates=s.appended_updates,
+            appended_bytes=s.appended_bytes,
+            append_errors=s.append_errors,
+            pending=len(self._pending) + self._inflight,
+            commit_running_s=max(0.0, time.monotonic() - started) if started else 0.0,
+            batch_size=s.batch_size.copy(),
+            commit_seconds=s.commit_seconds.copy(),
+        )
 
     @asynccontextmanager
     async def _conn(self, wait: float | None = None) -> AsyncIterator[AConn]:
@@ -373,6 +415,16 @@ class PostgresStore(Store):
                 return
 
     async def _write_batch(self, batch: list[_Append]) -> None:
+        started = time.monotonic()
+        self._batch_started = started
+        self._inflight = len(batch)
+        try:
+            await self._write_batch_timed(batch, started)
+        finally:
+            self._batch_started = None
+            self._inflight = 0
+
+    async def _write_batch_timed(self, batch: list[_Append], started: float) -> None:
         try:
             conn = await self._flush_connection()
             try:
@@ -391,17 +443,31 @@ class PostgresStore(Store):
             # treat it as failed and resend, which Yjs updates tolerate (they are idempotent).
             if not isinstance(exc, StoreError):
                 log.exception("group commit failed")
+            self._stats.commit_errors += 1
+            self._stats.append_errors += len(batch)
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(StoreError(f"append not committed: {exc}"))
             return
         except BaseException:  # cancelled: nobody may wait for ever
+            self._stats.commit_errors += 1
+            self._stats.append_errors += len(batch)
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(StoreError("store closed during append"))
             raise
         self.batches += 1
         self.batched_appends += len(batch)
+        s = self._stats
+        s.commits += 1
+        s.batch_size.observe(len(batch))
+        s.commit_seconds.observe(time.monotonic() - started)
+        for item, row_id in zip(batch, ids, strict=True):
+            if row_id is None:
+                s.append_errors += 1
+            else:
+                s.appended_updates += 1
+                s.appended_bytes += len(item.update)
         for item, row_id in zip(batch, ids, strict=True):
             if item.future.done():
                 continue  # the caller gave up (cancelled); its row is committed all the same

@@ -5,11 +5,25 @@ queued while the previous commit was running and writes them in one transaction,
 updates costs one fsync (WAL, ``synchronous=FULL``: a commit survives power loss, not just a
 crash). Readers use their own connections from a small thread pool; WAL lets them read a consistent
 snapshot while the writer works.
+
+Readiness and the files under it. ``ping`` commits a one-row write through the writer and fails
+when that takes longer than ``COMMIT_STALL_S`` (a frozen or dying disk, a lock held by another
+process), or at once while a commit has been running that long. The database, ``-wal`` and
+``-shm`` files are the ones the store opened: their device and inode are recorded at start and
+compared after every commit, on every ping and once a second. A file deleted or replaced under a
+running node means every later commit goes to a file nobody will ever read again, so the store
+then fails for good: every write and read raises StoreError (rooms close their sessions with
+1011 instead of acknowledging updates that go nowhere) and ``ping`` fails until a restart.
+
+The database is created 0600 (it holds invite ids and every canvas); SQLite gives ``-wal`` and
+``-shm`` the database's mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -36,10 +50,13 @@ from .base import (
     Store,
     StoredDoc,
     StoreError,
+    StoreStats,
     Version,
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("cocanvas.store.sqlite")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS canvases (
@@ -83,6 +100,7 @@ CREATE TABLE IF NOT EXISTS client_ids (
   client_id INTEGER NOT NULL,
   user_id TEXT NOT NULL, org_id TEXT NOT NULL, bound_at REAL NOT NULL,
   PRIMARY KEY (canvas_id, client_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 # Client ids travel as lib0 varuints (up to 2**53 from JavaScript); the column holds any
@@ -92,6 +110,12 @@ _MAX_CLIENT_ID = 2**63 - 1
 
 CHECKPOINT_INTERVAL_S = 1.0
 
+# Readiness: the store must be able to commit within this many seconds (a ping's own commit, or
+# whatever commit is running when the ping comes).
+COMMIT_STALL_S = 2.0
+
+_FILES = ("", "-wal", "-shm")
+
 
 @dataclass(slots=True)
 class _Op:
@@ -99,10 +123,53 @@ class _Op:
     future: asyncio.Future[Any]
     # Appends validate before writing, so they need no savepoint; everything else gets one.
     atomic: bool
+    # An append's update size (counted once committed); -1 for every other operation.
+    nbytes: int = -1
+
+
+def _uri(path: str) -> str:
+    # mode=rw: never create the file. A connection opened after the database was deleted would
+    # otherwise make a new, empty one (with the umask's mode) for the next start to trust.
+    return Path(path).absolute().as_uri() + "?mode=rw"
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 if missing; tighten one that others may read."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+        return
+    for suffix in _FILES:
+        try:
+            mode = os.stat(path + suffix).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(path + suffix, mode & 0o700)
+                log.warning("%s was mode %o; now %o", path + suffix, mode, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change: say so, keep serving
+            log.warning("cannot restrict the mode of %s: %s", path + suffix, exc)
+
+
+def _heartbeat(c: sqlite3.Connection) -> None:
+    c.execute(
+        "INSERT INTO heartbeat(id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at=excluded.at",
+        (time.time(),),
+    )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a ping nobody awaits any more must not log "never retrieved"
 
 
 def _connect(path: str, fsync: bool = True) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        _uri(path), isolation_level=None, check_same_thread=False, timeout=30, uri=True
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -157,14 +224,31 @@ class SQLiteStore(Store):
         self.commits = 0  # number of write transactions, for tests and metrics
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        # Counters, written by the writer thread (and by refusals on the loop) under the lock.
+        self._stats = StoreStats()
+        self._stats_lock = threading.Lock()
+        self._enqueued = 0  # operations handed to the writer (loop thread only)
+        self._done = 0  # operations the writer finished (writer thread only)
+        self._batch_started: float | None = None  # monotonic start of the running commit
+        # (st_dev, st_ino) of the database, -wal and -shm files as opened.
+        self._identity: dict[str, tuple[int, int]] = {}
+        self._failed: str | None = None
+        self._ping: asyncio.Future[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._loop = asyncio.get_running_loop()
+        _create_private(self.path)
         conn = _connect(self.path, self.fsync)
         conn.executescript(SCHEMA)
+        self._identity.clear()
+        self._failed = None
+        problem = self._check_files()  # records what was opened
+        if problem is not None:
+            conn.close()
+            raise StoreError(problem)
         # Checkpoints copy the WAL into the database and fsync it: tens of milliseconds on a slow
         # disk. Done inline by the committing connection they would stall every broadcast behind
         # it, so the writer never checkpoints and a separate thread does it without blocking it.
@@ -192,9 +276,103 @@ class SQLiteStore(Store):
         self._readers.shutdown(wait=True)
 
     async def ping(self) -> None:
+        """Fail unless a write commits through the writer within COMMIT_STALL_S.
+
+        Answers at once (without queueing) when the files are gone or a commit has already been
+        running that long; concurrent pings share one heartbeat write.
+        """
         if self._writer is None or not self._writer.is_alive():
             raise StoreError("SQLite writer is not running")
-        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        self._raise_if_failed()
+        try:
+            problem = self._check_files()
+        except OSError as exc:
+            raise StoreError(f"cannot check the database file: {exc}") from exc
+        if problem is not None:
+            self._fail(problem)
+            self._raise_if_failed()
+        started = self._batch_started
+        if started is not None and time.monotonic() - started > COMMIT_STALL_S:
+            raise StoreError(
+                f"a commit has been running for {time.monotonic() - started:.1f} s"
+                f" ({self._enqueued - self._done} operations pending)"
+            )
+        ping = self._ping
+        if ping is None or ping.done():
+            ping = asyncio.ensure_future(self._write(_heartbeat))
+            ping.add_done_callback(_retrieve)
+            self._ping = ping
+        try:
+            async with asyncio.timeout(COMMIT_STALL_S):
+                await asyncio.shield(ping)
+        except TimeoutError:
+            raise StoreError(
+                f"the store could not commit within {COMMIT_STALL_S:g} s"
+                f" ({self._enqueued - self._done} operations pending)"
+            ) from None
+
+    def stats(self) -> StoreStats:
+        with self._stats_lock:
+            s = self._stats
+            out = StoreStats(
+                commits=s.commits,
+                commit_errors=s.commit_errors,
+                appended_updates=s.appended_updates,
+                appended_bytes=s.appended_bytes,
+                append_errors=s.append_errors,
+                batch_size=s.batch_size.copy(),
+                commit_seconds=s.commit_seconds.copy(),
+            )
+        out.pending = max(0, self._enqueued - self._done)
+        started = self._batch_started
+        out.commit_running_s = max(0.0, time.monotonic() - started) if started else 0.0
+        out.failed = self._failed
+        return out
+
+    # -- the files under the store -----------------------------------------------------------
+
+    def _check_files(self) -> str | None:
+        """Why the files at our path are not the ones we write to, or None.
+
+        Raises OSError when a file cannot be examined for another reason (that is not proof of
+        anything, so the caller decides). A -wal or -shm file not seen yet is recorded now.
+        """
+        for suffix in _FILES:
+            path = self.path + suffix
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                if suffix in self._identity:
+                    return f"{path} was deleted while the store had it open"
+                if suffix == "":
+                    return f"{path} does not exist"
+                continue
+            known = self._identity.setdefault(suffix, (st.st_dev, st.st_ino))
+            if known != (st.st_dev, st.st_ino):
+                return f"{path} was replaced while the store had it open"
+        return None
+
+    def _fail(self, reason: str) -> None:
+        if self._failed is None:
+            self._failed = reason
+            log.error("SQLite store stops accepting writes until restarted: %s", reason)
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise StoreError(f"store failed: {self._failed}; restart the node")
+
+    def _files_ok(self) -> bool:
+        """Check the files from a store thread; record a failure. Unexaminable counts as ok."""
+        if self._failed is not None:
+            return False
+        try:
+            problem = self._check_files()
+        except OSError:
+            return True
+        if problem is not None:
+            self._fail(problem)
+            return False
+        return True
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -202,11 +380,16 @@ class SQLiteStore(Store):
         conn = _connect(self.path, self.fsync)
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
+                # Also the periodic look at the files, so an idle node notices a deleted
+                # database within a second and refuses the next append at once.
+                if not self._files_ok():
+                    continue
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
                     pass  # busy or locked: the next round catches up
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._failed is None:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
 
@@ -228,12 +411,45 @@ class SQLiteStore(Store):
                     stop = True
                     break
                 batch.append(nxt)
-            results = self._run_batch(conn, batch)
+            started = time.monotonic()
+            self._batch_started = started
+            try:
+                results, committed = self._run_batch(conn, batch)
+            finally:
+                self._batch_started = None
+            self._count(batch, results, committed, time.monotonic() - started)
+            self._done += len(batch)
             loop.call_soon_threadsafe(_resolve, batch, results)
         conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[tuple[bool, Any]]:
+    def _count(
+        self, batch: list[_Op], results: list[tuple[bool, Any]], committed: bool, seconds: float
+    ) -> None:
+        with self._stats_lock:
+            s = self._stats
+            if committed:
+                s.commits += 1
+                s.batch_size.observe(len(batch))
+                s.commit_seconds.observe(seconds)
+            else:
+                s.commit_errors += 1
+            for op, (ok, _) in zip(batch, results, strict=True):
+                if op.nbytes < 0:
+                    continue
+                if ok:
+                    s.appended_updates += 1
+                    s.appended_bytes += op.nbytes
+                else:
+                    s.append_errors += 1
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Op]
+    ) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run the batch in one transaction: (per-operation results, whether it committed)."""
         results: list[tuple[bool, Any]] = []
+        if self._failed is not None:
+            err = StoreError(f"store failed: {self._failed}; restart the node")
+            return [(False, err) for _ in batch], False
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
@@ -252,21 +468,34 @@ class SQLiteStore(Store):
                     conn.execute("RELEASE op")
                     results.append((False, exc))
             conn.execute("COMMIT")
-            self.commits += 1
         except Exception as exc:  # the commit itself failed (disk full, I/O error)
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             err = StoreError(f"SQLite commit failed: {exc}")
-            results = [(False, err) for _ in batch]
-        return results
+            return [(False, err) for _ in batch], False
+        # Committed, but to the files we opened: if the path no longer leads to them, nobody
+        # will ever read this commit again, so nobody may be told it is durable.
+        if not self._files_ok():
+            err = StoreError(f"store failed: {self._failed}; restart the node")
+            return [(False, err) for _ in batch], False
+        self.commits += 1
+        return results, True
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, nbytes: int = -1
+    ) -> T:
         if self._writer is None:
             raise StoreError("store is closed")
+        if self._failed is not None:
+            if nbytes >= 0:
+                with self._stats_lock:
+                    self._stats.append_errors += 1
+            self._raise_if_failed()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Op(fn, future, atomic))
+        self._enqueued += 1
+        self._queue.put(_Op(fn, future, atomic, nbytes))
         try:
             return await future
         except sqlite3.Error as exc:  # e.g. a duplicate id: the interface speaks StoreError
@@ -280,6 +509,8 @@ class SQLiteStore(Store):
         return conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._raise_if_failed()
+
         def run() -> T:
             conn = self._reader_conn()
             conn.execute("BEGIN")
@@ -390,7 +621,7 @@ class SQLiteStore(Store):
             assert rowid is not None
             return rowid
 
-        return await self._write(fn, atomic=True)
+        return await self._write(fn, atomic=True, nbytes=len(update))
 
     @staticmethod
     def _load(c: sqlite3.Connection, canvas_id: str) -> StoredDoc | None:
