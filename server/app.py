@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
@@ -17,50 +14,15 @@ from fastapi.staticfiles import StaticFiles
 from . import closecodes, ws
 from .api import canvases, errors, favicon, health, partners
 from .auth import Tokens, load_or_create_secret
-from .broker import Broker, open_broker
+from .broker import open_broker
 from .config import Settings
-from .limits import AddressBuckets, ConnectionLimiter
-from .metrics import Metrics
+from .limits import AddressBuckets
 from .policy import PolicyGate
 from .rooms import Rooms
-from .store import Store, open_store
+from .services import Services
+from .store import open_store
 
 log = logging.getLogger("cocanvas.app")
-
-
-@dataclass
-class Services:
-    """Everything a request handler needs, built once per app."""
-
-    settings: Settings
-    store: Store
-    broker: Broker
-    rooms: Rooms
-    tokens: Tokens
-    metrics: Metrics = field(default_factory=Metrics)
-    addresses: AddressBuckets | None = None
-    connections: AddressBuckets | None = None  # new WebSockets per address
-    started_at: float = field(default_factory=time.time)
-
-    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
-        """Refuse cross-site WebSocket hijacking: a browser always sends Origin."""
-        if origin is None:
-            return True  # not a browser (native or server-side client)
-        allowed = self.settings.allowed_origins
-        if "*" in allowed or origin in allowed:
-            return True
-        return urlsplit(origin).netloc == (host or "")
-
-    async def invite_revoked(self, invite_id: str) -> bool:
-        invite = await self.store.get_invite(invite_id)
-        return invite is None or invite.revoked
-
-    def limiter_for(self, address: str | None) -> ConnectionLimiter:
-        s = self.settings
-        bucket = None
-        if self.addresses is not None and address is not None:
-            bucket = self.addresses.get(address)
-        return ConnectionLimiter(s.rate_messages_per_s, s.rate_bytes_per_s, s.rate_burst_s, bucket)
 
 
 def _client_dir(settings: Settings) -> Path | None:

@@ -31,7 +31,7 @@ from .transport import AsgiTransport
 from .uvicorn_raw import raw_transport
 
 if TYPE_CHECKING:
-    from .app import Services
+    from .services import Services
 
 log = logging.getLogger("cocanvas.ws")
 

@@ -119,7 +119,7 @@ async def test_revoking_closes_open_sockets_and_the_link(server: ServerProcess) 
 
     assert redeem(server, inv["id"], "Three").status_code == 410
     assert await attempt(server, canvas["id"], t1) == ([], 4410)
-    assert api(server, "GET", f"/api/canvases/{canvas['id']}", t1).status_code == 403
+    assert api(server, "GET", f"/api/canvases/{canvas['id']}", t1).status_code == 410
     await bystander.close()
 
 
@@ -198,10 +198,9 @@ async def test_an_invite_must_name_one_of_the_canvas_orgs(server: ServerProcess)
     assert error["loc"] == ["body", "org_id"]
     assert "org_id is required: an invite names one of this canvas's organizations" in error["msg"]
     unknown = api(server, "POST", path, fac, json={**base, "org_id": "nobody"})
-    assert (unknown.status_code, unknown.json()["detail"]) == (
-        422,
-        "no organization 'nobody' on this canvas",
-    )
+    assert unknown.status_code == 422
+    [error] = unknown.json()["detail"]
+    assert error["msg"] == "no organization 'nobody' on this canvas"
     # A canvas without organizations has nobody to invite until the facilitator adds one.
     bare = server.create_canvas("Bare", "business-model")
     assert bare["orgs"] == []

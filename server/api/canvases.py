@@ -28,7 +28,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..services import Services
 
 router = APIRouter(prefix="/api/canvases", tags=["canvases"], route_class=JSONRoute)
 

@@ -12,7 +12,7 @@ from ..auth import TokenError
 from ..session import ROLE_FACILITATOR, Identity
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..services import Services
 
 
 def services(request: Request) -> Services:

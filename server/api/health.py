@@ -14,7 +14,7 @@ from ..store.base import StoreError
 from .deps import services
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..services import Services
 
 router = APIRouter(tags=["health"])
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pycrdt import Doc, Map
+from pycrdt import Doc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..auth import new_user_id
-from ..canvas import templates
+from ..canvas import edits, templates
 from ..limits import AddressBuckets
 from ..session import ROLE_EDITOR, ROLES, Identity
 from ..store.base import AuditEntry, CanvasNotFound, Invite, Participant
@@ -41,7 +41,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..services import Services
 
 router = APIRouter(tags=["partners"], route_class=JSONRoute)
 
@@ -179,15 +179,6 @@ async def apply_server_change(
 # -- organizations ----------------------------------------------------------------------------
 
 
-def _unique_org_id(name: str, taken: set[str]) -> str:
-    base = templates.slug(name)
-    oid, n = base, 2
-    while oid in taken:
-        oid = f"{base}-{n}"
-        n += 1
-    return oid
-
-
 @router.post(
     "/api/canvases/{canvas_id}/orgs",
     status_code=201,
@@ -203,30 +194,10 @@ async def add_org(
     record = await svc.store.get_canvas(canvas_id)
     if record is None:
         raise HTTPException(404, "canvas not found")
-    result: dict[str, Any] = {}
+    added: list[edits.AddedOrg] = []
 
     def change(doc: Doc) -> None:
-        orgs = doc.get("orgs", type=Map)
-        blocks = doc.get("blocks", type=Map)
-        oid = _unique_org_id(body.name, set(orgs.keys()))
-        color = body.color or templates.ORG_PALETTE[len(orgs) % len(templates.ORG_PALETTE)]
-        spec = templates.OrgSpec(oid, body.name, color)
-        templates.write_org(orgs, spec)
-        added: list[str] = []
-        if record.template == "partner-co-creation":
-            order = len(blocks)
-            for block in templates.partner_value_map(oid, body.name):
-                if block.id not in blocks:
-                    templates.write_block(blocks, block, order)
-                    order += 1
-                    added.append(block.id)
-        result.update(
-            id=oid,
-            name=body.name,
-            color=color,
-            initials=templates.initials(body.name),
-            blocks=added,
-        )
+        added.append(edits.add_org(doc, body.name, body.color, record.template))
 
     who = caller.identity
     audit = [
@@ -245,7 +216,10 @@ async def add_org(
         await apply_server_change(svc, canvas_id, change, audit)
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
-    return OrgOut(**result)
+    org = added[0]
+    return OrgOut(
+        id=org.id, name=org.name, color=org.color, initials=org.initials, blocks=org.blocks
+    )
 
 
 # -- participants and audit -------------------------------------------------------------------
@@ -291,7 +265,7 @@ async def _canvas_orgs(svc: Services, canvas_id: str) -> set[str]:
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
     try:
-        return set(room.doc.get("orgs", type=Map).keys())
+        return edits.org_ids(room.doc)
     finally:
         svc.rooms.release(room)
 

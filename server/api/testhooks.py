@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from .deps import services
 
 if TYPE_CHECKING:
-    from ..app import Services
+    from ..services import Services
 
 router = APIRouter(prefix="/api/_test", include_in_schema=False)
 
