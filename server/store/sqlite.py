@@ -58,7 +58,11 @@ T = TypeVar("T")
 
 log = logging.getLogger("cocanvas.store.sqlite")
 
-SCHEMA = """
+# The schema as versioned steps, applied in order on start; PRAGMA user_version says how far a
+# database is. Never edit a step that has shipped: add one. (Step 1 is written "IF NOT EXISTS" so
+# that databases made before versioning, at user_version 0 with these tables, pass through it.)
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS canvases (
   id TEXT PRIMARY KEY, title TEXT NOT NULL, template TEXT NOT NULL,
   created_at REAL NOT NULL, settings BLOB NOT NULL DEFAULT '{}');
@@ -95,13 +99,30 @@ CREATE TABLE IF NOT EXISTS participants (
   name TEXT NOT NULL, org_id TEXT NOT NULL, role TEXT NOT NULL, invite_id TEXT,
   joined_at REAL NOT NULL,
   PRIMARY KEY (canvas_id, user_id));
-CREATE TABLE IF NOT EXISTS client_ids (
+""",
+    # 2: who owns each Yjs client id (server/bindings.py)
+    """CREATE TABLE IF NOT EXISTS client_ids (
   canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
   client_id INTEGER NOT NULL,
   user_id TEXT NOT NULL, org_id TEXT NOT NULL, bound_at REAL NOT NULL,
   PRIMARY KEY (canvas_id, client_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at REAL NOT NULL);
-"""
+""",
+    # 3: the readiness heartbeat, committed through the writer
+    """CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+""",
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the database to the newest schema, one committed step at a time."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"database schema v{version} is newer than this server (v{len(MIGRATIONS)})"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN IMMEDIATE;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
+
 
 # Client ids travel as lib0 varuints (up to 2**53 from JavaScript); the column holds any
 # non-negative 64-bit integer, and anything beyond is refused before it reaches SQLite.
@@ -242,7 +263,7 @@ class SQLiteStore(Store):
         self._loop = asyncio.get_running_loop()
         _create_private(self.path)
         conn = _connect(self.path, self.fsync)
-        conn.executescript(SCHEMA)
+        _migrate(conn)
         self._identity.clear()
         self._failed = None
         problem = self._check_files()  # records what was opened
