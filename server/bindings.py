@@ -17,14 +17,14 @@ import time
 from collections.abc import Iterable
 
 from .session import Identity
-from .store.base import SERVER_OWNER, ClientBinding, Store
+from .store.base import SERVER_OWNER, ClientBinding, ClientIdRegistry
 
 # Ids one session may introduce: a tab has one, and Yjs picks a new one only on a clash.
 MAX_IDS_PER_SESSION = 16
 
 
 class ClientIds:
-    def __init__(self, canvas_id: str, store: Store) -> None:
+    def __init__(self, canvas_id: str, store: ClientIdRegistry) -> None:
         self.canvas_id = canvas_id
         self.store = store
         self._owners: dict[int, ClientBinding] = {}

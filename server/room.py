@@ -41,7 +41,7 @@ from .session import (
     Identity,
     Session,
 )
-from .store.base import AuditEntry, CanvasNotFound, Store, StoreError
+from .store.base import AuditEntry, CanvasNotFound, RoomStore, StoreError
 from .vouch import (
     FACILITATOR_BOUNDS,
     PARTICIPANT_BOUNDS,
@@ -178,7 +178,7 @@ class Room(BrokerListener):
     def __init__(
         self,
         canvas_id: str,
-        store: Store,
+        store: RoomStore,
         broker: Broker,
         gate: UpdateGate | None = None,
         *,

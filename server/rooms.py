@@ -15,7 +15,7 @@ from collections.abc import Callable
 from . import closecodes, control
 from .broker.base import KIND_CONTROL, Broker
 from .room import Room, UpdateGate, spawn
-from .store.base import CanvasNotFound, Store
+from .store.base import CanvasNotFound, RoomStore
 
 log = logging.getLogger("cocanvas.rooms")
 
@@ -23,7 +23,7 @@ log = logging.getLogger("cocanvas.rooms")
 class Rooms:
     def __init__(
         self,
-        store: Store,
+        store: RoomStore,
         broker: Broker,
         *,
         idle_seconds: float = 30.0,

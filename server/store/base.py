@@ -194,47 +194,9 @@ KEEP_SNAPSHOTS = 2
 Merge = Callable[[list[bytes]], bytes]
 
 
-class Store(abc.ABC):
-    """Async interface; every method is safe to call concurrently."""
-
-    @abc.abstractmethod
-    async def start(self) -> None:
-        """Open connections and create or migrate the schema."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Flush every pending write, then release connections."""
-
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """Raise StoreError when the store is unreachable or cannot commit within a bound."""
-
-    def stats(self) -> StoreStats:
-        """Counters since start and the current backlog (a copy; cheap, never blocks)."""
-        return StoreStats()
-
-    # -- canvases -------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def create_canvas(self, record: CanvasRecord, initial_update: bytes | None) -> None:
-        """Create the canvas and (optionally) its first update in one transaction."""
-
-    @abc.abstractmethod
-    async def get_canvas(self, canvas_id: str) -> CanvasRecord | None: ...
-
-    @abc.abstractmethod
-    async def list_canvases(self) -> list[CanvasRecord]:
-        """Newest first."""
-
-    @abc.abstractmethod
-    async def update_canvas(self, record: CanvasRecord) -> None:
-        """Replace title and settings. Raises CanvasNotFound."""
-
-    @abc.abstractmethod
-    async def delete_canvas(self, canvas_id: str) -> bool:
-        """Delete the canvas and everything it owns; False if it did not exist."""
-
-    # -- the document -------------------------------------------------------------------
+class DocumentLog(abc.ABC):
+    """The hot path: a canvas's document as a snapshot plus a log of updates (a Room uses
+    these). Async; every method is safe to call concurrently."""
 
     @abc.abstractmethod
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
@@ -265,7 +227,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_snapshot(self, canvas_id: str, snapshot_id: int) -> bytes | None: ...
 
-    # -- client id bindings ---------------------------------------------------------------
+
+class ClientIdRegistry(abc.ABC):
+    """Who owns each Yjs client id of a canvas (server/bindings.py): first claim wins."""
 
     @abc.abstractmethod
     async def bind_client_ids(
@@ -281,7 +245,29 @@ class Store(abc.ABC):
     async def list_client_ids(self, canvas_id: str) -> dict[int, ClientBinding]:
         """Every binding of the canvas (read when a room loads)."""
 
-    # -- named versions -----------------------------------------------------------------
+
+class CanvasRepository(abc.ABC):
+    """Everything about canvases that is not their document: records, versions, audit,
+    invites, participants (the HTTP API uses these)."""
+
+    @abc.abstractmethod
+    async def create_canvas(self, record: CanvasRecord, initial_update: bytes | None) -> None:
+        """Create the canvas and (optionally) its first update in one transaction."""
+
+    @abc.abstractmethod
+    async def get_canvas(self, canvas_id: str) -> CanvasRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_canvases(self) -> list[CanvasRecord]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def update_canvas(self, record: CanvasRecord) -> None:
+        """Replace title and settings. Raises CanvasNotFound."""
+
+    @abc.abstractmethod
+    async def delete_canvas(self, canvas_id: str) -> bool:
+        """Delete the canvas and everything it owns; False if it did not exist."""
 
     @abc.abstractmethod
     async def save_version(
@@ -295,15 +281,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_version(self, canvas_id: str, version_id: int) -> bytes | None: ...
 
-    # -- audit --------------------------------------------------------------------------
-
     @abc.abstractmethod
     async def list_audit(
         self, canvas_id: str, limit: int = 200, before: float | None = None
     ) -> list[AuditEntry]:
         """Newest first."""
-
-    # -- invites and participants ---------------------------------------------------------
 
     @abc.abstractmethod
     async def create_invite(self, invite: Invite) -> None: ...
@@ -326,3 +308,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_participants(self, canvas_id: str) -> list[Participant]: ...
+
+
+class RoomStore(DocumentLog, ClientIdRegistry, abc.ABC):
+    """What one Room needs of the store: its document log and its client id bindings."""
+
+
+class Store(RoomStore, CanvasRepository, abc.ABC):
+    """A whole backend (SQLite, PostgreSQL): one contract suite, tests/contract/."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open connections and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush every pending write, then release connections."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreError when the store is unreachable or cannot commit within a bound."""
+
+    def stats(self) -> StoreStats:
+        """Counters since start and the current backlog (a copy; cheap, never blocks)."""
+        return StoreStats()
