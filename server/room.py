@@ -540,7 +540,7 @@ class Room(BrokerListener):
                 except CanvasNotFound:
                     raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
                 except StoreError as exc:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > deadline or self.store.stats().failed:
                         log.error("store down for %s: %s", self.canvas_id, exc)
                         # The doc is now ahead of the store: drop it so nobody is served
                         # content that is not durable; clients resend it on reconnect.

@@ -119,8 +119,8 @@ async def test_fifty_simultaneous_clients_share_one_room_load(server: ServerProc
     canvas = server.create_canvas()
     clients = await connect_many(server, canvas, 50, "s")
     metrics = httpx.get(server.http + "/metrics").text
-    loads = [line for line in metrics.splitlines() if line.startswith("cocanvas_room_loads ")]
-    assert loads == ["cocanvas_room_loads 1.0"], loads
+    loads = [line for line in metrics.splitlines() if line.startswith("cocanvas_room_loads_total ")]
+    assert loads == ["cocanvas_room_loads_total 1.0"], loads
     clients[0].add_note("x", "hi")
     for c in clients:
         await c.wait_for(lambda c=c: "x" in c.notes)

@@ -198,6 +198,10 @@ class DocumentLog(abc.ABC):
     """The hot path: a canvas's document as a snapshot plus a log of updates (a Room uses
     these). Async; every method is safe to call concurrently."""
 
+    def stats(self) -> StoreStats:
+        """Counters since start and the current backlog (a copy; cheap, never blocks)."""
+        return StoreStats()
+
     @abc.abstractmethod
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
         """Durably append one update (and its audit entries); return its row id.
@@ -328,7 +332,3 @@ class Store(RoomStore, CanvasRepository, abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StoreError when the store is unreachable or cannot commit within a bound."""
-
-    def stats(self) -> StoreStats:
-        """Counters since start and the current backlog (a copy; cheap, never blocks)."""
-        return StoreStats()
