@@ -93,7 +93,13 @@ async function detailOf(res: Response): Promise<string> {
     const body: unknown = await res.json()
     if (body && typeof body === 'object' && 'detail' in body) {
       const d = (body as { detail: unknown }).detail
-      return typeof d === 'string' ? d : JSON.stringify(d)
+      if (typeof d === 'string') return d
+      // A 422 lists field errors: say what each one means, not its JSON.
+      if (Array.isArray(d)) {
+        const msgs = d.map((e) => (e && typeof e === 'object' && 'msg' in e ? String((e as { msg: unknown }).msg) : '')).filter(Boolean)
+        if (msgs.length) return msgs.join('; ')
+      }
+      return JSON.stringify(d)
     }
   } catch {
     // not JSON: fall through to the status text
