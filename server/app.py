@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import closecodes, ws
 from .api import canvases, errors, favicon, health, partners
-from .auth import Tokens, load_or_create_secret
+from .auth import Tokens, check_admin_token, load_or_create_secret
 from .broker import open_broker
 from .config import Settings
 from .limits import AddressBuckets
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # First: a placeholder or guessable secret (auth.WeakSecret) stops the node before it
         # opens anything, with a message that names COCANVAS_SECRET.
         tokens = Tokens(load_or_create_secret(settings.secret, settings.data_dir))
+        if settings.admin_token is not None:
+            check_admin_token(settings.admin_token)
         store = open_store(
             settings.resolved_store_url(),
             batch_max=settings.store_batch_max,

@@ -175,6 +175,24 @@ def check_secret(secret: str, source: str = "COCANVAS_SECRET") -> str:
     return secret
 
 
+def check_admin_token(token: str) -> str:
+    """The operator key: at least 16 characters and no placeholder (the k8s manifest shipped
+    ``change-me``); it guards creating and listing every canvas."""
+    folded = re.sub(r"[^0-9a-z]", "", token.lower())
+    why = next(
+        (f"looks like a placeholder (it contains {w!r})" for w in PLACEHOLDER_WORDS if w in folded),
+        None,
+    )
+    if len(token) < 16:
+        why = f"is {len(token)} characters long; it needs at least 16"
+    if why is not None:
+        raise WeakSecret(
+            f"refusing to start: COCANVAS_ADMIN_TOKEN {why}. Set it to a random value "
+            "(openssl rand -hex 16)."
+        )
+    return token
+
+
 def generate_secret() -> str:
     """64 URL-safe characters (384 random bits), never one that :func:`check_secret` refuses."""
     while True:

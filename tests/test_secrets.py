@@ -239,3 +239,12 @@ def test_no_test_script_or_compose_file_uses_a_weak_secret() -> None:
     # A value made at run time ("$(openssl rand -hex 32)") is not a written-in secret.
     weak = [(f, v) for f, v in found if "$(" not in v and secret_weakness(v) is not None]
     assert weak == []
+
+
+@pytest.mark.parametrize("token", ["change-me", "short", "my-placeholder-operator-key"])
+def test_a_placeholder_or_short_operator_key_is_refused(token: str) -> None:
+    from server.auth import WeakSecret, check_admin_token
+
+    with pytest.raises(WeakSecret, match="COCANVAS_ADMIN_TOKEN"):
+        check_admin_token(token)
+    assert check_admin_token("0e4f9d1c6b2a85f7e3d19c4b7a6f2e08")
