@@ -31,7 +31,8 @@ MEANINGS: dict[int, str] = {
     POLICY_VIOLATION: (
         "an update the server cannot vouch for, refused whole (client id owned by someone else, "
         "deletes of clocks that do not exist, structs waiting for missing items, types outside "
-        "the canvas schema, more work than the per-update bounds), or too many client ids"
+        "the canvas schema, more work than the per-update bounds), too many client ids, too "
+        "many refused changes, or updates left waiting for the sender's own missing clocks"
     ),
     MESSAGE_TOO_BIG: "frame larger than COCANVAS_MAX_MESSAGE_BYTES, or an awareness state > 64 KiB",
     INTERNAL_ERROR: "the store could not persist an update for 30 s; reconnect to resend",
