@@ -23,7 +23,7 @@ log = logging.getLogger("cocanvas.broker")
 # Message kinds on a canvas channel.
 KIND_UPDATE = 0  # a Yjs update, already durable in the store
 KIND_AWARENESS = 1  # an awareness update (coalesced entries)
-KIND_CONTROL = 2  # server control: orjson-free tiny payloads, e.g. b"close:<reason>"
+KIND_CONTROL = 2  # between nodes about a canvas: server/control.py (deleted, invite revoked)
 KIND_MARK = 3  # "my last sequence number on this canvas is N": reveals a lost tail message
 
 # How often a node repeats its latest sequence number on canvases it published to.
@@ -200,6 +200,12 @@ class Broker(abc.ABC):
                         self._count(self._counts.published, KIND_MARK)
                         self._send(canvas_id, encode_message(self.node_id, seq, KIND_MARK, b""))
         finally:
+            self._marker = None
+
+    def _stop_marker(self) -> None:
+        """Closing: the mark loop must not outlive the broker (a pending task at loop close)."""
+        if self._marker is not None:
+            self._marker.cancel()
             self._marker = None
 
     def drop_next_publishes(self, count: int = 1) -> None:

@@ -29,6 +29,7 @@ class MemoryBroker(Broker):
         self._started = True
 
     async def close(self) -> None:
+        self._stop_marker()
         self._hub.brokers.discard(self)
         self._channels.clear()
         self._started = False

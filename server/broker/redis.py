@@ -121,6 +121,7 @@ class RedisBroker(Broker):
         if self._closing:
             return
         self._closing = True
+        self._stop_marker()
         # Let the publisher drain what is queued (in order, on its connection), then say goodbye
         # so peers forget our awareness states at once instead of after the heartbeat timeout.
         self._wake.set()
