@@ -153,7 +153,8 @@ def test_dockerfile_builds_client_and_serves() -> None:
     assert not re.search(r"^#\s*syntax=", text, re.M)
     assert re.search(r"groupadd .*--gid 10001", text) and "--uid 10001" in text
     assert "npm ci" in text and "npm run build" in text
-    assert re.search(r"pip install \.", text)
+    # The app and exactly the locked versions of what it needs.
+    assert re.search(r"pip install .*-c requirements\.lock \.", text)
     assert re.search(r"COPY --from=client .*dist", text)
     assert re.search(r"HEALTHCHECK .*\n?.*/healthz", text)
     assert re.search(r'CMD \["cocanvas", "serve", "--host", "0.0.0.0"\]', text)
