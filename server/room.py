@@ -635,22 +635,28 @@ class Room(BrokerListener):
                 return
 
     async def _catch_up(self) -> None:
-        """Apply what the store has and this room lacks; send it to local sessions."""
+        """Apply what the store has and this room lacks; send exactly that to local sessions.
+
+        By state-vector diff: the stored document, merged without integrating it, minus what the
+        room already has, is applied in one transaction, and that transaction's own update (new
+        structs and newly deleted items, so a missed delete-only update is healed too) is what
+        the local sessions receive.
+        """
         stored = await self.store.load(self.canvas_id)
         if stored is None or self.closed:
             return
-        before = self.doc.get_state()
-        with self.doc.transaction(origin="heal"):
-            for part in stored.parts():
-                self.doc.apply_update(part)
-        if self.doc.get_state() == before:
+        parts = stored.parts()
+        if not parts:
             return
-        diff = self.doc.get_update(before)
-        self._learn(diff)
-        if diff != protocol.EMPTY_UPDATE:
-            frame = protocol.sync_update(diff)
-            for session in self.sessions:
-                session.send(frame)
+        missing = pycrdt.get_update(merge_updates(parts), self.doc.get_state())
+        doc = self.doc
+        change = transact(doc, "heal", lambda: doc.apply_update(missing))
+        if change is None:
+            return
+        self._learn(change)
+        frame = protocol.sync_update(change)
+        for session in self.sessions:
+            session.send(frame)
 
     async def _rebuild(self) -> None:
         """Replace a possibly corrupted document with the store's, keeping concurrent updates."""
