@@ -336,6 +336,37 @@ def _observe_deep(root: Map, callback: Callable[[list[Any]], None]) -> Subscript
     return sub
 
 
+@dataclass
+class _NoteChanges:
+    """What one update changed inside existing notes, by note."""
+
+    replaced: set[str] = field(default_factory=set)  # note entries set or deleted as a whole
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # note -> field -> action
+    text: set[str] = field(default_factory=set)
+    votes: dict[str, set[str]] = field(default_factory=dict)
+    nested: dict[str, set[str]] = field(default_factory=dict)  # deeper than the schema has
+
+    def add(self, path: tuple[str | int, ...], keys: dict[str, str] | None) -> None:
+        nid = str(path[0])
+        if len(path) == 1:
+            self.keys.setdefault(nid, {}).update(keys or {})
+        elif path[1] == "text" and len(path) == 2:
+            self.text.add(nid)
+        elif path[1] == "votes" and len(path) == 2:
+            self.votes.setdefault(nid, set()).update((keys or {}).keys())
+        else:
+            self.nested.setdefault(nid, set()).add(str(path[1]))
+
+    def notes(self) -> set[str]:
+        return set(self.keys) | self.text | set(self.votes) | set(self.nested)
+
+    def fields(self, nid: str) -> dict[str, str]:
+        out = dict(self.keys.get(nid, {}))
+        for f in self.nested.get(nid, ()):
+            out.setdefault(f, "update")
+        return out
+
+
 class _Rules:
     """The rules applied to one update's changes, against the mirror (state before it)."""
 
@@ -353,36 +384,22 @@ class _Rules:
         self.notes_before = gate.mirror["notes"]
 
     def judge(self, changes: list[Change]) -> None:
-        replaced: set[str] = set()
-        note_fields: dict[str, dict[str, str]] = {}
-        text_edits: set[str] = set()
-        votes: dict[str, set[str]] = {}
-        nested_other: dict[str, set[str]] = {}
+        inside = _NoteChanges()
         for root, path, keys in changes:
             if root != "notes":
                 self._other_root(root, path, keys)
-                continue
-            if not path:
-                replaced.update((keys or {}).keys())
+            elif not path:
+                inside.replaced.update((keys or {}).keys())
                 for key, action in (keys or {}).items():
                     self._note_entry(key, action)
-                continue
-            nid = str(path[0])
-            if len(path) == 1:
-                note_fields.setdefault(nid, {}).update(keys or {})
-            elif path[1] == "text" and len(path) == 2:
-                text_edits.add(nid)
-            elif path[1] == "votes" and len(path) == 2:
-                votes.setdefault(nid, set()).update((keys or {}).keys())
             else:
-                nested_other.setdefault(nid, set()).add(str(path[1]))
-        for nid in set(note_fields) | text_edits | set(votes) | set(nested_other):
-            if nid in replaced or nid not in self.notes_before:
+                inside.add(path, keys)
+        for nid in inside.notes():
+            if nid in inside.replaced or nid not in self.notes_before:
                 continue  # the entry itself changed: judged as a whole above
-            fields = dict(note_fields.get(nid, {}))
-            for f in nested_other.get(nid, ()):
-                fields.setdefault(f, "update")
-            self._note_fields(nid, fields, nid in text_edits, votes.get(nid, set()))
+            self._note_fields(
+                nid, inside.fields(nid), nid in inside.text, inside.votes.get(nid, set())
+            )
 
     # -- notes ------------------------------------------------------------------------------
 
@@ -441,41 +458,50 @@ class _Rules:
         self._stamp(nid)
 
     def _stamp(self, nid: str) -> None:
+        """A new note carries its author and organization from the token, and only the
+        author's own vote."""
         note = self.notes.get(nid)
         assert isinstance(note, Map)
+        wrong = self._wrong_stamps(note)
+        others = self._foreign_votes(note, wrong)
+        if others:
+            self.d.refusals.append("you may only change your own vote")
+            self.d.audit.append(("refused", nid, "votes of others in a new note"))
+        if wrong or others:
+            self.d.fixes.append(self._restamp(nid, wrong, others))
+
+    def _wrong_stamps(self, note: Map) -> dict[str, Any]:
         want: dict[str, Any] = {"author": self.me.user_id, "author_name": self.me.name}
         org = note.get("org")
         if not self.facilitator or not (org == "" or org in self.gate.mirror["orgs"]):
             # A facilitator may file a note under any partner; everyone else writes as themselves.
             want["org"] = self.me.org_id
         wrong = {k: v for k, v in want.items() if note.get(k) != v}
-        text = note.get("text")
-        if not isinstance(text, (Text, str)):
+        if not isinstance(note.get("text"), (Text, str)):
             wrong["text"] = Text("")
+        return wrong
+
+    def _foreign_votes(self, note: Map, wrong: dict[str, Any]) -> list[str]:
         votes = note.get("votes")
-        others: list[str] = []
-        if isinstance(votes, Map):
-            if not self.facilitator:
-                others = [k for k in votes.keys() if k != self.me.user_id]
-        elif "votes" in note:
-            wrong["votes"] = Map()
-        if others:
-            self.d.refusals.append("you may only change your own vote")
-            self.d.audit.append(("refused", nid, "votes of others in a new note"))
-        if wrong or others:
+        if not isinstance(votes, Map):
+            if "votes" in note:
+                wrong["votes"] = Map()
+            return []
+        return [] if self.facilitator else [k for k in votes.keys() if k != self.me.user_id]
 
-            def fix() -> None:
-                current = self.notes.get(nid)
-                if not isinstance(current, Map):
-                    return
-                for k, v in wrong.items():
-                    current[k] = v
-                ballot = current.get("votes")
-                if isinstance(ballot, Map):
-                    for k in others:
-                        _delete_key(ballot, k)
+    def _restamp(self, nid: str, wrong: dict[str, Any], others: list[str]) -> Callable[[], None]:
+        def fix() -> None:
+            current = self.notes.get(nid)
+            if not isinstance(current, Map):
+                return
+            for k, v in wrong.items():
+                current[k] = v
+            ballot = current.get("votes")
+            if isinstance(ballot, Map):
+                for k in others:
+                    _delete_key(ballot, k)
 
-            self.d.fixes.append(fix)
+        return fix
 
     def _note_fields(
         self, nid: str, fields: dict[str, str], text_edited: bool, vote_keys: set[str]
@@ -586,36 +612,40 @@ class _Rules:
     def _other_root(
         self, root: str, path: tuple[str | int, ...], keys: dict[str, str] | None
     ) -> None:
+        """Blocks, organizations, meta: the facilitator's (and audited); refused for others."""
         if self.facilitator:
-            if root == "blocks" and len(path) == 1 and keys and "locked_by" in keys:
-                block = self.gate._roots["blocks"].get(str(path[0]))
-                locked = isinstance(block, Map) and bool(block.get("locked_by"))
-                self.d.audit.append(("lock" if locked else "unlock", str(path[0]), ""))
+            self._audit_lock(root, path, keys)
             return
         reason = (
             "viewers cannot change the canvas"
             if not self.writer
             else f"only facilitators change {root}"
         )
+        for key, fix in self._restorations(root, path, keys):
+            self.d.refuse(key, reason, fix)
+
+    def _audit_lock(
+        self, root: str, path: tuple[str | int, ...], keys: dict[str, str] | None
+    ) -> None:
+        if root == "blocks" and len(path) == 1 and keys and "locked_by" in keys:
+            block = self.gate._roots["blocks"].get(str(path[0]))
+            locked = isinstance(block, Map) and bool(block.get("locked_by"))
+            self.d.audit.append(("lock" if locked else "unlock", str(path[0]), ""))
+
+    def _restorations(
+        self, root: str, path: tuple[str | int, ...], keys: dict[str, str] | None
+    ) -> list[tuple[str, Callable[[], None]]]:
+        """(entry, fix) that put a root's changed entries (or fields of one) back."""
         container = self.gate._roots[root]
         before = self.gate.mirror[root]
         if not path:
-            for key in keys or {}:
-                self.d.refuse(key, reason, self._restore_entry(container, key, before))
-            return
+            return [(key, self._restore_entry(container, key, before)) for key in keys or {}]
         key = str(path[0])
         entry_before = before.get(key)
-        if len(path) == 1 and isinstance(entry_before, dict):
-            for f in keys or {}:
-                self.d.refuse(
-                    key, reason, self._restore_entry_field(container, key, f, entry_before)
-                )
-        elif isinstance(entry_before, dict) and len(path) >= 2:
-            self.d.refuse(
-                key, reason, self._restore_entry_field(container, key, str(path[1]), entry_before)
-            )
-        else:
-            self.d.refuse(key, reason, self._restore_entry(container, key, before))
+        if not isinstance(entry_before, dict):
+            return [(key, self._restore_entry(container, key, before))]
+        fields = list(keys or {}) if len(path) == 1 else [str(path[1])]
+        return [(key, self._restore_entry_field(container, key, f, entry_before)) for f in fields]
 
     @staticmethod
     def _restore_entry(container: Map, key: str, before: dict[str, Any]) -> Callable[[], None]:
