@@ -263,6 +263,53 @@ def _utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
+def _content(r: _Reader, ref: int) -> tuple[int, int | None]:
+    """Read one item's content; return its length in clocks and, for a type, its type ref."""
+    type_ref: int | None = None
+    if ref == STRING:
+        length = _utf16_len(r.string())
+    elif ref == ANY:
+        length = r.uint()
+        if length > r.end - r.pos:
+            raise UpdateError("value count exceeds the update")
+        r.spend(length)
+        for _ in range(length):
+            r.any(0)
+    elif ref == TYPE:
+        length = 1
+        type_ref = r.uint()
+        if type_ref == XML_ELEMENT or type_ref == XML_HOOK:
+            r.skip_string()
+        elif type_ref > XML_TEXT:
+            raise UpdateError(f"unknown type ref {type_ref}")
+    elif ref == DELETED:
+        length = r.uint()
+    elif ref == JSON:
+        length = r.uint()
+        if length > r.end - r.pos:
+            raise UpdateError("value count exceeds the update")
+        r.spend(length)
+        for _ in range(length):
+            r.skip_string()
+    elif ref == FORMAT:
+        length = 1
+        r.skip_string()
+        r.json()
+    elif ref == EMBED:
+        length = 1
+        r.json()
+    elif ref == BINARY:
+        length = 1
+        r.skip_bytes()
+    elif ref == DOC:
+        length = 1
+        r.skip_string()
+        r.any(0)
+    else:
+        raise UpdateError(f"unknown content ref {ref}")
+    return length, type_ref
+
+
 def read_update(data: bytes, limits: Limits | None = None) -> Update:
     """Read a Yjs v1 update. Raises UpdateError (malformed) or UpdateTooLarge (over ``limits``)."""
     lim = limits or Limits()
@@ -311,48 +358,7 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
                     parent = r.ident()
                 if info & 0x20:
                     sub = r.string()
-            type_ref: int | None = None
-            if ref == STRING:
-                length = _utf16_len(r.string())
-            elif ref == ANY:
-                length = r.uint()
-                if length > r.end - r.pos:
-                    raise UpdateError("value count exceeds the update")
-                r.spend(length)
-                for _ in range(length):
-                    r.any(0)
-            elif ref == TYPE:
-                length = 1
-                type_ref = r.uint()
-                if type_ref == XML_ELEMENT or type_ref == XML_HOOK:
-                    r.skip_string()
-                elif type_ref > XML_TEXT:
-                    raise UpdateError(f"unknown type ref {type_ref}")
-            elif ref == DELETED:
-                length = r.uint()
-            elif ref == JSON:
-                length = r.uint()
-                if length > r.end - r.pos:
-                    raise UpdateError("value count exceeds the update")
-                r.spend(length)
-                for _ in range(length):
-                    r.skip_string()
-            elif ref == FORMAT:
-                length = 1
-                r.skip_string()
-                r.json()
-            elif ref == EMBED:
-                length = 1
-                r.json()
-            elif ref == BINARY:
-                length = 1
-                r.skip_bytes()
-            elif ref == DOC:
-                length = 1
-                r.skip_string()
-                r.any(0)
-            else:
-                raise UpdateError(f"unknown content ref {ref}")
+            length, type_ref = _content(r, ref)
             if length == 0:
                 raise UpdateError("empty struct")
             structs.append(Struct(client, clock, length, ref, origin, right, parent, sub, type_ref))
