@@ -31,6 +31,7 @@ from .broker.base import (
 from .canvas.schema import server_client_id
 from .closecodes import CloseSession
 from .durability import Barrier
+from .healing import Healer
 from .protocol import Kind
 from .session import (
     REFUSAL_BURST,
@@ -222,8 +223,7 @@ class Room(BrokerListener):
         self.log_bytes = 0
         self.doc_bytes = 0
         self._compacting: asyncio.Task[None] | None = None
-        self._healing: asyncio.Task[None] | None = None
-        self._heal_again = False
+        self.healer = Healer(canvas_id, self._catch_up, lambda: self.closed, spawn)
         self._rebuild_replay: list[bytes] | None = None
         # Told when the last session leaves, and asked to unload this room at once (store down,
         # canvas deleted); Rooms passes both so its bookkeeping follows.
@@ -283,9 +283,9 @@ class Room(BrokerListener):
         self.sessions.clear()
         self.presence.close()
         await self.broker.unsubscribe(self.canvas_id)
-        for task in (self._healing, self._compacting):
-            if task is not None and not task.done():
-                task.cancel()
+        self.healer.cancel()
+        if self._compacting is not None and not self._compacting.done():
+            self._compacting.cancel()
         await self.durable.wait()
         self.gate.detach(self)
         if self.log_count >= MIN_LOG_TO_COMPACT_ON_UNLOAD and code != closecodes.NOT_FOUND:
@@ -614,25 +614,7 @@ class Room(BrokerListener):
         self.presence.on_node_lost(node_id)
 
     def on_broker_gap(self) -> None:
-        if self.closed:
-            return
-        if self._healing is not None and not self._healing.done():
-            self._heal_again = True
-            return
-        self._healing = spawn(self._heal())
-
-    async def _heal(self) -> None:
-        """Catch up with the store (written before every publish) and tell local sessions."""
-        while True:
-            self._heal_again = False
-            try:
-                await self._catch_up()
-            except StoreError:
-                log.warning("heal of %s postponed: store unavailable", self.canvas_id)
-                await asyncio.sleep(0.5)
-                self._heal_again = True
-            if not self._heal_again or self.closed:
-                return
+        self.healer.gap()
 
     async def _catch_up(self) -> None:
         """Apply what the store has and this room lacks; send exactly that to local sessions.
