@@ -286,3 +286,23 @@ def unstamped(state: Any) -> Any:
     if isinstance(user, dict):
         out["user"] = {k: v for k, v in user.items() if k not in STAMPED_USER_FIELDS}
     return out
+
+
+def atheris_fuzz(tmp_path: Path, imports: str, one: str, runs: int = 30000) -> None:
+    """Coverage-guided fuzzing of ``one(data)`` (a function body over ``data``) with atheris,
+    in a process of its own; fails with the crash when one is found."""
+    pytest.importorskip("atheris")
+    script = tmp_path / "fuzz_target.py"
+    body = "\n".join("    " + line for line in one.strip().splitlines())
+    script.write_text(
+        "import sys\nimport atheris\nwith atheris.instrument_imports():\n"
+        f"    {imports}\n\ndef one(data: bytes) -> None:\n{body}\n\n"
+        "atheris.Setup(sys.argv, one)\natheris.Fuzz()\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script), f"-runs={runs}", "-max_len=256"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-2000:]

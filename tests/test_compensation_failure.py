@@ -12,14 +12,9 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from server import closecodes, policy, protocol
-from server.broker.memory import MemoryBroker
-from server.canvas import templates
 from server.closecodes import CloseSession
-from server.policy import PolicyGate
-from server.rooms import Rooms
 from server.session import Identity, Session
-from server.store.base import CanvasRecord
-from server.store.sqlite import SQLiteStore
+from tests.inproc import canvas_rooms
 
 
 class Recorder(Session):
@@ -49,18 +44,8 @@ def _failing_stamp(self: Any, nid: str) -> None:
 async def test_a_fix_that_raises_refuses_the_update_and_rebuilds_the_room(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite", fsync=False)
-    await store.start()
-    broker = MemoryBroker("n")
-    await broker.start()
-    orgs = templates.make_orgs([("Alpha", None)])
-    initial = templates.initial_update("t", "partner-co-creation", orgs, True, 1.0)
-    await store.create_canvas(
-        CanvasRecord("c", "t", "partner-co-creation", 1.0, {"protect_notes": True}), initial
-    )
-    rooms = Rooms(store, broker, gate_factory=PolicyGate)
-    room = await rooms.acquire("c")
-    try:
+    async with canvas_rooms(tmp_path) as [room]:
+        store = room.store
         editor = Recorder(Identity("u_ann", "Ann", "alpha", "editor"))
         bystander = Recorder(Identity("u_fac", "Fran", "", "facilitator"))
         await room.join(editor)
@@ -90,7 +75,3 @@ async def test_a_fix_that_raises_refuses_the_update_and_rebuilds_the_room(
                 break
             await asyncio.sleep(0.01)
         assert "n1" not in room.doc.get("notes", type=Map)
-    finally:
-        await rooms.close_all()
-        await broker.close()
-        await store.close()

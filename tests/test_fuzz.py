@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from tests.partner_helpers import (
     notes_of,
     partner_canvas,
 )
-from tests.support import ROOT, ServerProcess
+from tests.support import ServerProcess, atheris_fuzz
 
 # -- the decoder ------------------------------------------------------------------------------
 
@@ -82,36 +79,18 @@ def test_awareness_round_trip(entries: list[tuple[int, int, bytes]]) -> None:
 
 def test_atheris_decoder(tmp_path: Path) -> None:
     """Coverage-guided fuzzing of the decoder, when atheris is installed (optional)."""
-    pytest.importorskip("atheris")
-    script = tmp_path / "fuzz_decoder.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import sys
-            import atheris
-            with atheris.instrument_imports():
-                from server import protocol
-
-            def one(data: bytes) -> None:
-                try:
-                    m = protocol.decode(data)
-                    if m.kind is protocol.Kind.AWARENESS:
-                        protocol.decode_awareness(m.payload)
-                except protocol.ProtocolError:
-                    pass
-
-            atheris.Setup(sys.argv, one)
-            atheris.Fuzz()
-            """
-        )
+    atheris_fuzz(
+        tmp_path,
+        "from server import protocol",
+        """
+try:
+    m = protocol.decode(data)
+    if m.kind is protocol.Kind.AWARENESS:
+        protocol.decode_awareness(m.payload)
+except protocol.ProtocolError:
+    pass
+""",
     )
-    run = subprocess.run(
-        [sys.executable, str(script), "-runs=30000", "-max_len=256"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr.decode()[-2000:]
 
 
 # -- the policy and the apply path, over the wire ---------------------------------------------

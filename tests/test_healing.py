@@ -10,14 +10,9 @@ from pathlib import Path
 
 from pycrdt import Map, Text
 
-from server.broker.memory import MemoryBroker, MemoryHub
-from server.canvas import templates
-from server.policy import PolicyGate
-from server.rooms import Rooms
 from server.session import Identity
-from server.store.base import CanvasRecord
-from server.store.sqlite import SQLiteStore
 from tests.adversary import Client, json_of
+from tests.inproc import canvas_rooms
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
 
@@ -33,21 +28,7 @@ async def until(client: Client, condition: Callable[[], bool]) -> None:
 
 
 async def test_a_missed_delete_is_healed_and_sent_to_local_sessions(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite", fsync=False)
-    await store.start()
-    hub = MemoryHub()
-    brokers = [MemoryBroker("a", hub), MemoryBroker("b", hub)]
-    for b in brokers:
-        await b.start()
-    orgs = templates.make_orgs([("Alpha", None)])
-    initial = templates.initial_update("P", "partner-co-creation", orgs, True, 1.0)
-    await store.create_canvas(CanvasRecord("c", "P", "partner-co-creation", 1.0, {}), initial)
-    nodes = [
-        Rooms(store, b, gate_factory=PolicyGate, room_options={"awareness_tick_s": 0})
-        for b in brokers
-    ]
-    room_a, room_b = [await n.acquire("c") for n in nodes]
-    try:
+    async with canvas_rooms(tmp_path, protect=False, nodes=2) as [room_a, room_b]:
         writer = Client("writer", FAC, 7001, room_a)
         reader = Client("reader", FAC, 7002, room_b)
         await writer.connect()
@@ -61,7 +42,7 @@ async def test_a_missed_delete_is_healed_and_sent_to_local_sessions(tmp_path: Pa
         )
         await until(reader, lambda: "n1" in reader.doc.get("notes", type=Map))
         # Node a's next publish is lost: node b never hears of the delete.
-        brokers[0].drop_next_publishes(1)
+        room_a.broker.drop_next_publishes(1)
         await writer.send_update(writer.local(lambda d: d.get("notes", type=Map).pop("n1")))
         # A marker after it that does arrive: once it is in, the delete would have been too.
         await writer.send_update(
@@ -73,9 +54,3 @@ async def test_a_missed_delete_is_healed_and_sent_to_local_sessions(tmp_path: Pa
         await until(reader, lambda: "n1" not in reader.doc.get("notes", type=Map))
         assert "n1" not in room_b.doc.get("notes", type=Map)
         assert json_of(reader.doc) == json_of(room_a.doc)
-    finally:
-        for n in nodes:
-            await n.close_all()
-        for b in brokers:
-            await b.close()
-        await store.close()

@@ -19,14 +19,9 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map, Text
 
-from server.broker.memory import MemoryBroker
-from server.canvas import templates
-from server.policy import PolicyGate
-from server.rooms import Rooms
 from server.session import Identity
-from server.store.base import CanvasRecord
-from server.store.sqlite import SQLiteStore
 from tests.adversary import Client, doc_json, json_of
+from tests.inproc import canvas_rooms
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
 ANN = Identity("u_ann", "Ann", "alpha", "editor")
@@ -244,19 +239,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 async def _run(tmp: Path, row: Row) -> None:
-    store = SQLiteStore(tmp / "db.sqlite", fsync=False)
-    await store.start()
-    broker = MemoryBroker("n")
-    await broker.start()
-    orgs = templates.make_orgs([("Alpha", None), ("Beta", None)])
-    initial = templates.initial_update("Partners", "partner-co-creation", orgs, True, 1.0)
-    await store.create_canvas(
-        CanvasRecord("c", "Partners", "partner-co-creation", 1.0, {"protect_notes": True}),
-        initial,
-    )
-    rooms = Rooms(store, broker, gate_factory=PolicyGate, room_options={"awareness_tick_s": 0})
-    room = await rooms.acquire("c")
-    try:
+    async with canvas_rooms(tmp, orgs=("Alpha", "Beta"), title="Partners") as [room]:
+        store = room.store
         people = {k: Client(k, ident, cid, room) for k, (ident, cid) in PEOPLE.items()}
         for c in people.values():
             await c.connect()
@@ -292,10 +276,6 @@ async def _run(tmp: Path, row: Row) -> None:
         for c in people.values():
             assert c.json() == canvas, f"{c.name}'s document did not converge"
             assert not c.closes, f"{c.name} was closed: {c.closes}"
-    finally:
-        await rooms.close_all()
-        await broker.close()
-        await store.close()
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])

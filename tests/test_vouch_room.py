@@ -11,15 +11,10 @@ from pycrdt import Doc, Map, Text, merge_updates
 
 from server import closecodes, protocol
 from server import yupdate as y
-from server.broker.memory import MemoryBroker
-from server.canvas import templates
-from server.policy import PolicyGate
 from server.room import MAX_HELD_UPDATES, Room
-from server.rooms import Rooms
 from server.session import REFUSAL_BURST, Identity
-from server.store.base import CanvasRecord
-from server.store.sqlite import SQLiteStore
 from tests.adversary import Client, doc_json, json_of
+from tests.inproc import canvas_rooms
 from tests.yenc import S, encode
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
@@ -29,26 +24,8 @@ VIC = Identity("u_vic", "Vic", "alpha", "viewer")
 
 @pytest.fixture
 async def room(tmp_path: Path) -> AsyncIterator[Room]:
-    store = SQLiteStore(tmp_path / "db.sqlite", fsync=False)
-    await store.start()
-    broker = MemoryBroker("n")
-    await broker.start()
-    orgs = templates.make_orgs([("Alpha", None)])
-    initial = templates.initial_update("P", "partner-co-creation", orgs, True, 1.0)
-    await store.create_canvas(
-        CanvasRecord("c", "P", "partner-co-creation", 1.0, {"protect_notes": True}), initial
-    )
-    rooms = Rooms(store, broker, gate_factory=PolicyGate, room_options={"awareness_tick_s": 0})
-    r = await rooms.acquire("c")
-    try:
+    async with canvas_rooms(tmp_path) as [r]:
         yield r
-    finally:
-        await rooms.close_all()
-        marker = getattr(broker, "_marker", None)
-        if marker is not None:
-            marker.cancel()
-        await broker.close()
-        await store.close()
 
 
 def _updates_of(doc: Doc, changes: list) -> list[bytes]:

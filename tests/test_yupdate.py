@@ -11,9 +11,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from pycrdt import Doc, Map, Text, get_state
 from server import yupdate as y
 from server.vouch import FACILITATOR_BOUNDS, Refused, Vouch, decode_state_vector
 from server.vouch import encode_state_vector as encode_sv
-from tests.support import ROOT
+from tests.support import atheris_fuzz
 from tests.yenc import S, delete_only, encode
 
 ROOT_NAMES = ("meta", "blocks", "notes", "orgs")
@@ -239,31 +236,13 @@ def test_what_the_validator_accepts_integrates_completely(seed: int) -> None:
 
 def test_atheris_reader(tmp_path: Path) -> None:
     """Coverage-guided fuzzing of the update reader, when atheris is installed (optional)."""
-    pytest.importorskip("atheris")
-    script = tmp_path / "fuzz_reader.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import sys
-            import atheris
-            with atheris.instrument_imports():
-                from server import yupdate
-
-            def one(data: bytes) -> None:
-                try:
-                    yupdate.read_update(data, yupdate.Limits(structs=5000, delete_ranges=5000))
-                except yupdate.UpdateError:
-                    pass
-
-            atheris.Setup(sys.argv, one)
-            atheris.Fuzz()
-            """
-        )
+    atheris_fuzz(
+        tmp_path,
+        "from server import yupdate",
+        """
+try:
+    yupdate.read_update(data, yupdate.Limits(structs=5000, delete_ranges=5000))
+except yupdate.UpdateError:
+    pass
+""",
     )
-    run = subprocess.run(
-        [sys.executable, str(script), "-runs=30000", "-max_len=256"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr.decode()[-2000:]
