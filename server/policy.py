@@ -18,7 +18,10 @@ facilitators may change it):
 * a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
   or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
   organizations and meta; facilitators may do anything;
-* roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs``) are refused for everyone.
+* roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs`` and the workshop's) are
+  refused for everyone; the server's own roots (``rounds``, ``timers``, ``stage``) too, whoever
+  writes; comments follow ``server/workshop/comments.py``; a frozen canvas refuses every update
+  before it is applied (``refuse_all``).
 
 Everything here runs after ``server/vouch.py`` has accepted the update's structure (owned client
 ids, nothing pending, no deletes of missing clocks, schema types only, bounded size), so a rule
@@ -37,10 +40,12 @@ from typing import Any
 from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
-from .canvas.schema import ROOTS
+from .canvas.schema import ROOTS, SERVER_ROOTS
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
+from .workshop import comments as comment_rules
+from .workshop import stage
 
 log = logging.getLogger("cocanvas.policy")
 
@@ -317,6 +322,9 @@ class PolicyGate(UpdateGate):
                 del as_array[0 : len(as_array)]
             doc.get(name, type=Map)  # leave it cast the way its observer expects
 
+    def refuse_all(self, room: Room, session: Session) -> str | None:
+        return stage.frozen_reason(room.doc)
+
     def protect_notes(self) -> bool:
         value = self.mirror["meta"].get("protect_notes")
         return value if isinstance(value, bool) else self.protect_default
@@ -385,8 +393,14 @@ class _Rules:
 
     def judge(self, changes: list[Change]) -> None:
         inside = _NoteChanges()
+        comments: list[tuple[tuple[str | int, ...], dict[str, str] | None]] = []
+        self.deleted_notes: set[str] = set()
         for root, path, keys in changes:
-            if root != "notes":
+            if root == "comments":
+                comments.append((path, keys))
+            elif root in SERVER_ROOTS:
+                self._server_root(root, path, keys)
+            elif root != "notes":
                 self._other_root(root, path, keys)
             elif not path:
                 inside.replaced.update((keys or {}).keys())
@@ -400,6 +414,30 @@ class _Rules:
             self._note_fields(
                 nid, inside.fields(nid), nid in inside.text, inside.votes.get(nid, set())
             )
+        if comments:
+            comment_rules.judge(self._comment_context(), comments)
+        if self.deleted_notes:
+            self.d.fixes.append(
+                comment_rules.orphans(self.gate._roots["comments"], self.deleted_notes)
+            )
+
+    def _comment_context(self) -> comment_rules.Context:
+        return comment_rules.Context(
+            self.me,
+            self.d,
+            self.gate._roots["comments"],
+            self.notes,
+            self.gate.mirror["comments"],
+            self.gate.mirror["stage"],
+            self.gate.clock,
+        )
+
+    def _server_root(
+        self, root: str, path: tuple[str | int, ...], keys: dict[str, str] | None
+    ) -> None:
+        """Rounds, timers, the stage: written through HTTP routes only, whoever the session."""
+        for key, fix in self._restorations(root, path, keys):
+            self.d.refuse(key, f"{root} are changed by the server only", fix)
 
     # -- notes ------------------------------------------------------------------------------
 
@@ -453,6 +491,7 @@ class _Rules:
             return
         if action == "delete":
             self.d.audit.append(("delete", nid, ""))
+            self.deleted_notes.add(nid)
             return
         self.d.audit.append(("create" if before is None else "edit", nid, ""))
         self._stamp(nid)

@@ -100,6 +100,11 @@ class UpdateGate:
         net = transact(room.doc, f"session:{session.id}", lambda: room.doc.apply_update(update))
         return Admitted(update if net is not None else None)
 
+    def refuse_all(self, room: Room, session: Session) -> str | None:
+        """Why no change of this session may be applied now (None: judge it as usual), asked
+        before anything of an update touches the document (e.g. a frozen canvas)."""
+        return None
+
     def attach(self, room: Room) -> None:
         """Called once the room's document is loaded (observers go here)."""
 
@@ -380,6 +385,14 @@ class Room(BrokerListener):
         except _Hold:
             self._hold(session, update, frame)
             return False
+        if verdict.runs or parsed.deletes:
+            frozen = self.gate.refuse_all(self, session)
+            if frozen is not None:
+                # Nothing of it is applied, stored or relayed; the sender is told why.
+                session.send(protocol.permission_denied(frozen))
+                if not _spend_refusals(session, 1):
+                    raise CloseSession(closecodes.POLICY_VIOLATION, "too many refused changes")
+                return True
         # From the verdict to the apply nothing awaits: the verdict holds for this document.
         try:
             admitted = self.gate.admit(self, session, update, adds=bool(verdict.runs))

@@ -51,3 +51,10 @@ def add_org(doc: Doc, name: str, color: str | None, template: str) -> AddedOrg:
                 order += 1
                 added.blocks.append(block.id)
     return added
+
+
+def lock_all(doc: Doc, locked_by: str) -> None:
+    """Lock every block (``locked_by`` the facilitator's name), or unlock all with ``""``."""
+    for block in doc.get("blocks", type=Map).values():
+        if isinstance(block, Map) and block.get("locked_by") != locked_by:
+            block["locked_by"] = locked_by

@@ -2,7 +2,7 @@
 
 Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
 before it is applied), by the policy (its roots) and by the JSON export. The document is four
-root maps; every container is a *class* below, and each says which children it takes:
+root maps (eight with the workshop's); every container is a *class* below, and each says which children it takes:
 
 * ``meta``   – plain values (title, template, created_at, protect_notes, …)
 * ``blocks`` – block id -> Map ``block`` of plain values
@@ -10,6 +10,9 @@ root maps; every container is a *class* below, and each says which children it t
   other tools), ``votes`` a Map ``votes`` of plain values
 * ``orgs``   – org id -> Map ``org`` of plain values
 * ``text``   – a note's Text: characters and formatting marks, nothing embedded
+* ``rounds``, ``timers`` – id -> Map of plain values, written by the server only
+* ``stage``  – plain values, written by the server only (frozen, gather, spotlight, …)
+* ``comments`` – comment id -> Map ``comment`` of plain values (server-stamped author)
 
 Nothing else: no other roots, no Arrays, no Xml types, no embeds, binaries or subdocuments, and so
 a bounded depth (root, entry, field, leaf). Deleted content (tombstones) may appear anywhere.
@@ -22,7 +25,13 @@ from dataclasses import dataclass, field
 
 from .. import yupdate as y
 
-ROOTS = ("meta", "blocks", "notes", "orgs")
+ROOTS = ("meta", "blocks", "notes", "orgs") + ("rounds", "timers", "stage", "comments")
+
+# Roots only the server writes (HTTP routes, after checking who asks): the policy refuses every
+# session's change to them, a facilitator's too, so what they hold is what a route validated.
+# ``rounds``: vote rounds and, once revealed, their tallies; ``timers``: server-time timers;
+# ``stage``: freeze, "bring everyone to me", spotlight, comment settings (server/workshop/).
+SERVER_ROOTS = frozenset(("rounds", "timers", "stage"))
 
 
 def server_client_id() -> int:
@@ -70,6 +79,16 @@ CONTAINERS: dict[str, Container] = {
     "text": Container(sequence=Slot(text=True)),
     "orgs": Container(other=Slot(types={y.MAP: "org"})),
     "org": Container(other=VALUES),
+    # server/workshop/: written by the server only (SERVER_ROOTS), plain values per entry
+    "rounds": Container(other=Slot(types={y.MAP: "round"})),
+    "round": Container(other=VALUES),
+    "timers": Container(other=Slot(types={y.MAP: "timer"})),
+    "timer": Container(other=VALUES),
+    "stage": Container(other=VALUES),
+    # comment id -> Map of plain values (note, parent, text, resolved; author, author_name,
+    # org and created_at stamped by the server: server/workshop/comments.py)
+    "comments": Container(other=Slot(types={y.MAP: "comment"})),
+    "comment": Container(other=VALUES),
 }
 
 # Root name -> its class (roots are Maps whose class is their name).

@@ -110,6 +110,20 @@ class Participant:
     joined_at: float
 
 
+@dataclass(slots=True)
+class Ballot:
+    """One participant's dots in one vote round (server/workshop/rounds.py): note id -> dots.
+    Kept in the store, never in the document, until the round's results are revealed."""
+
+    canvas_id: str
+    round_id: str
+    user_id: str
+    user_name: str
+    org_id: str
+    dots: dict[str, int]
+    at: float
+
+
 @dataclass(slots=True, frozen=True)
 class ClientBinding:
     """Which identity owns a Yjs client id on one canvas.
@@ -314,11 +328,40 @@ class CanvasRepository(abc.ABC):
     async def list_participants(self, canvas_id: str) -> list[Participant]: ...
 
 
+class BallotBox(abc.ABC):
+    """Ballots of vote rounds (server/workshop/rounds.py). A round is open or closed here, and
+    a ballot is accepted only while its round is open, atomically across nodes: a ballot that
+    races the close is either in the tally or refused, never lost after the count."""
+
+    @abc.abstractmethod
+    async def open_round(self, canvas_id: str, round_id: str, at: float) -> None:
+        """Record a new open round. Raises CanvasNotFound, StoreError for an id in use."""
+
+    @abc.abstractmethod
+    async def round_status(self, canvas_id: str, round_id: str) -> str | None:
+        """ "open", "closed", or None for no such round."""
+
+    @abc.abstractmethod
+    async def put_ballot(self, ballot: Ballot) -> bool:
+        """Replace this participant's ballot; False (nothing written) unless the round is open."""
+
+    @abc.abstractmethod
+    async def get_ballot(self, canvas_id: str, round_id: str, user_id: str) -> Ballot | None: ...
+
+    @abc.abstractmethod
+    async def list_ballots(self, canvas_id: str, round_id: str) -> list[Ballot]: ...
+
+    @abc.abstractmethod
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
+        """Close the round (if open) and return every ballot, in one transaction; None for no
+        such round. Closing a closed round returns the same ballots."""
+
+
 class RoomStore(DocumentLog, ClientIdRegistry, abc.ABC):
     """What one Room needs of the store: its document log and its client id bindings."""
 
 
-class Store(RoomStore, CanvasRepository, abc.ABC):
+class Store(RoomStore, CanvasRepository, BallotBox, abc.ABC):
     """A whole backend (SQLite, PostgreSQL): one contract suite, tests/contract/."""
 
     @abc.abstractmethod

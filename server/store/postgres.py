@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .base import (
     KEEP_SNAPSHOTS,
     AuditEntry,
+    Ballot,
     CanvasNotFound,
     CanvasRecord,
     ClientBinding,
@@ -132,6 +133,29 @@ MIGRATIONS: list[str] = [
         org_id      TEXT NOT NULL,
         bound_at    DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (canvas_id, client_id)
+    );
+    """,
+    # v3: vote rounds and their ballots (server/workshop/rounds.py).
+    """
+    CREATE TABLE vote_rounds (
+        canvas_id   TEXT NOT NULL REFERENCES canvases (id) ON DELETE CASCADE,
+        round_id    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        opened_at   DOUBLE PRECISION NOT NULL,
+        closed_at   DOUBLE PRECISION,
+        PRIMARY KEY (canvas_id, round_id)
+    );
+    CREATE TABLE ballots (
+        canvas_id   TEXT NOT NULL,
+        round_id    TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        user_name   TEXT NOT NULL,
+        org_id      TEXT NOT NULL,
+        dots        JSONB NOT NULL,
+        at          DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (canvas_id, round_id, user_id),
+        FOREIGN KEY (canvas_id, round_id) REFERENCES vote_rounds (canvas_id, round_id)
+            ON DELETE CASCADE
     );
     """,
 ]
@@ -847,6 +871,91 @@ class PostgresStore(Store):
             )
             return [Participant(*r) for r in await cur.fetchall()]
 
+    # -- vote rounds (BallotBox) ------------------------------------------------------------
+
+    async def open_round(self, canvas_id: str, round_id: str, at: float) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO vote_rounds (canvas_id, round_id, status, opened_at)"
+                " VALUES (%s, %s, 'open', %s)",
+                (canvas_id, round_id, at),
+            )
+
+    async def round_status(self, canvas_id: str, round_id: str) -> str | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id = %s AND round_id = %s",
+                (canvas_id, round_id),
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def put_ballot(self, ballot: Ballot) -> bool:
+        b = ballot
+        async with self._conn() as conn, conn.transaction():
+            # FOR SHARE: a concurrent close (UPDATE) waits for this ballot to commit, then
+            # counts it; a ballot arriving after the close sees status 'closed'.
+            cur = await conn.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id = %s AND round_id = %s FOR SHARE",
+                (b.canvas_id, b.round_id),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] != "open":
+                return False
+            await conn.execute(
+                "INSERT INTO ballots (canvas_id, round_id, user_id, user_name, org_id, dots, at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (canvas_id, round_id, user_id) DO UPDATE SET"
+                " user_name = excluded.user_name, org_id = excluded.org_id,"
+                " dots = excluded.dots, at = excluded.at",
+                (b.canvas_id, b.round_id, b.user_id, b.user_name, b.org_id, Jsonb(b.dots), b.at),
+            )
+            return True
+
+    async def get_ballot(self, canvas_id: str, round_id: str, user_id: str) -> Ballot | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {_BALLOT_COLS} FROM ballots"
+                " WHERE canvas_id = %s AND round_id = %s AND user_id = %s",
+                (canvas_id, round_id, user_id),
+            )
+            row = await cur.fetchone()
+        return _ballot(row) if row else None
+
+    async def list_ballots(self, canvas_id: str, round_id: str) -> list[Ballot]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {_BALLOT_COLS} FROM ballots WHERE canvas_id = %s AND round_id = %s"
+                " ORDER BY user_id",
+                (canvas_id, round_id),
+            )
+            rows = await cur.fetchall()
+        return [_ballot(r) for r in rows]
+
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE vote_rounds SET status = 'closed', closed_at = coalesce(closed_at, %s)"
+                " WHERE canvas_id = %s AND round_id = %s",
+                (at, canvas_id, round_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            cur = await conn.execute(
+                f"SELECT {_BALLOT_COLS} FROM ballots WHERE canvas_id = %s AND round_id = %s"
+                " ORDER BY user_id",
+                (canvas_id, round_id),
+            )
+            rows = await cur.fetchall()
+        return [_ballot(r) for r in rows]
+
 
 class _Lost(Exception):
     """Compaction lost a race; the transaction rolls back."""
+
+
+_BALLOT_COLS = "canvas_id, round_id, user_id, user_name, org_id, dots, at"
+
+
+def _ballot(row: Sequence[Any]) -> Ballot:
+    return Ballot(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6])

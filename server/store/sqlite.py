@@ -39,6 +39,7 @@ import orjson
 from .base import (
     KEEP_SNAPSHOTS,
     AuditEntry,
+    Ballot,
     CanvasNotFound,
     CanvasRecord,
     ClientBinding,
@@ -109,6 +110,18 @@ CREATE TABLE IF NOT EXISTS participants (
 """,
     # 3: the readiness heartbeat, committed through the writer
     """CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+""",
+    # 4: vote rounds and their ballots (server/workshop/rounds.py)
+    """CREATE TABLE IF NOT EXISTS vote_rounds (
+  canvas_id TEXT NOT NULL REFERENCES canvases(id) ON DELETE CASCADE,
+  round_id TEXT NOT NULL, status TEXT NOT NULL, opened_at REAL NOT NULL, closed_at REAL,
+  PRIMARY KEY (canvas_id, round_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ballots (
+  canvas_id TEXT NOT NULL, round_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  user_name TEXT NOT NULL, org_id TEXT NOT NULL, dots BLOB NOT NULL, at REAL NOT NULL,
+  PRIMARY KEY (canvas_id, round_id, user_id),
+  FOREIGN KEY (canvas_id, round_id) REFERENCES vote_rounds(canvas_id, round_id)
+    ON DELETE CASCADE) WITHOUT ROWID;
 """,
 )
 
@@ -944,3 +957,99 @@ class SQLiteStore(Store):
             ).fetchall()
         )
         return [Participant(*r) for r in rows]
+
+    # -- vote rounds (BallotBox) ------------------------------------------------------------
+
+    async def open_round(self, canvas_id: str, round_id: str, at: float) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
+                raise CanvasNotFound(canvas_id)
+            c.execute(
+                "INSERT INTO vote_rounds(canvas_id, round_id, status, opened_at) "
+                "VALUES (?,?,'open',?)",
+                (canvas_id, round_id, at),
+            )
+
+        await self._write(fn)
+
+    async def round_status(self, canvas_id: str, round_id: str) -> str | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id=? AND round_id=?",
+                (canvas_id, round_id),
+            ).fetchone()
+        )
+        return str(row[0]) if row else None
+
+    async def put_ballot(self, ballot: Ballot) -> bool:
+        b = ballot
+
+        def fn(c: sqlite3.Connection) -> bool:
+            # One writer thread: the status read and the write are one serialized step.
+            row = c.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id=? AND round_id=?",
+                (b.canvas_id, b.round_id),
+            ).fetchone()
+            if row is None or row[0] != "open":
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO ballots(canvas_id, round_id, user_id, user_name, org_id,"
+                " dots, at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    b.canvas_id,
+                    b.round_id,
+                    b.user_id,
+                    b.user_name,
+                    b.org_id,
+                    orjson.dumps(b.dots),
+                    b.at,
+                ),
+            )
+            return True
+
+        return await self._write(fn)
+
+    _BALLOT_COLS = "canvas_id, round_id, user_id, user_name, org_id, dots, at"
+
+    @staticmethod
+    def _ballot(row: tuple[Any, ...]) -> Ballot:
+        cid, rid, uid, name, org, dots, at = row
+        return Ballot(cid, rid, uid, name, org, dict(orjson.loads(dots)), at)
+
+    async def get_ballot(self, canvas_id: str, round_id: str, user_id: str) -> Ballot | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._BALLOT_COLS} FROM ballots "
+                "WHERE canvas_id=? AND round_id=? AND user_id=?",
+                (canvas_id, round_id, user_id),
+            ).fetchone()
+        )
+        return self._ballot(row) if row else None
+
+    async def list_ballots(self, canvas_id: str, round_id: str) -> list[Ballot]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._BALLOT_COLS} FROM ballots WHERE canvas_id=? AND round_id=? "
+                "ORDER BY user_id",
+                (canvas_id, round_id),
+            ).fetchall()
+        )
+        return [self._ballot(r) for r in rows]
+
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
+        def fn(c: sqlite3.Connection) -> list[Ballot] | None:
+            cur = c.execute(
+                "UPDATE vote_rounds SET status='closed', closed_at=COALESCE(closed_at, ?) "
+                "WHERE canvas_id=? AND round_id=?",
+                (at, canvas_id, round_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            rows = c.execute(
+                f"SELECT {self._BALLOT_COLS} FROM ballots WHERE canvas_id=? AND round_id=? "
+                "ORDER BY user_id",
+                (canvas_id, round_id),
+            ).fetchall()
+            return [self._ballot(r) for r in rows]
+
+        return await self._write(fn)
