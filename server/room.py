@@ -436,6 +436,10 @@ class Room(BrokerListener):
         """
         session.held.append((update, frame))
         session.held_bytes += len(update)
+        if len(session.held) == 1:
+            # Ask for them: a y-websocket client answers a sync step 1 with everything the
+            # room lacks (e.g. its edits refused unapplied while the canvas was frozen).
+            session.send(protocol.sync_step1(self.doc.get_state()))
         if len(session.held) > MAX_HELD_UPDATES or session.held_bytes > MAX_HELD_BYTES:
             raise CloseSession(
                 closecodes.POLICY_VIOLATION, "updates wait for clocks that never arrived"
