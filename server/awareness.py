@@ -486,6 +486,21 @@ class Presence:
         while len(self._gone) > MAX_REMEMBERED_CLOCKS:
             self._gone.popitem(last=False)
 
+    def online_users(self) -> set[str]:
+        """User ids with a live presence state here, this node's and the other nodes' (read
+        from the stamps, so only what the server itself wrote; for the facilitator's console)."""
+        out: set[str] = set()
+        for entry in self._states.values():
+            if _is_null(entry.state):
+                continue
+            try:
+                user = orjson.loads(entry.state).get("user")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(user, dict) and isinstance(user.get("id"), str):
+                out.add(user["id"])
+        return out
+
     def close(self) -> None:
         self._closed = True
         if self._handle is not None:

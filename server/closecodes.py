@@ -16,6 +16,7 @@ UNAUTHORIZED = 4401  # no token, bad signature, expired token
 FORBIDDEN = 4403  # token for another canvas, origin not allowed
 NOT_FOUND = 4404  # no such canvas (or it was deleted)
 REVOKED = 4410  # the invite link behind this token was revoked
+ROLE_CHANGED = 4412  # the facilitator changed this participant's role: reconnect
 DOCUMENT_TOO_LARGE = 4413  # the update would grow the canvas past COCANVAS_MAX_DOCUMENT_BYTES
 TOO_MANY_CONNECTIONS = 4409  # canvas already has COCANVAS_MAX_CONNECTIONS_PER_CANVAS sessions
 # this participant (token user) already has COCANVAS_MAX_CONNECTIONS_PER_IDENTITY sessions here
@@ -39,7 +40,11 @@ MEANINGS: dict[int, str] = {
     SERVICE_RESTART: "server restarting; reconnect",
     TRY_AGAIN_LATER: "connection too slow: its send backlog passed COCANVAS_SEND_QUEUE_MAX_BYTES",
     UNAUTHORIZED: "no token, bad signature, expired token",
-    FORBIDDEN: "token for another canvas, or browser origin not allowed",
+    FORBIDDEN: (
+        "token for another canvas, browser origin not allowed, or the participant was removed "
+        "from the canvas by the facilitator"
+    ),
+    ROLE_CHANGED: "the facilitator changed this participant's role; reconnect to go on with it",
     NOT_FOUND: "canvas does not exist, or was deleted",
     TOO_MANY_FOR_IDENTITY: "this participant has COCANVAS_MAX_CONNECTIONS_PER_IDENTITY sessions",
     TOO_MANY_CONNECTIONS: "canvas has COCANVAS_MAX_CONNECTIONS_PER_CANVAS sessions on this node",

@@ -21,12 +21,31 @@ class InviteRevoked:
     invite_id: str
 
 
-Control = CanvasDeleted | InviteRevoked
+@dataclass(frozen=True, slots=True)
+class ParticipantRemoved:
+    """The facilitator removed this participant: their sockets close with 4403."""
+
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """The facilitator changed this participant's role: their sockets close with 4412 and
+    reconnect with the new role (the door reads it from the store)."""
+
+    user_id: str
+
+
+Control = CanvasDeleted | InviteRevoked | ParticipantRemoved | RoleChanged
 
 
 def encode(message: Control) -> bytes:
     if isinstance(message, CanvasDeleted):
         return b"deleted:"
+    if isinstance(message, ParticipantRemoved):
+        return b"removed:" + message.user_id.encode()
+    if isinstance(message, RoleChanged):
+        return b"role:" + message.user_id.encode()
     return b"revoked:" + message.invite_id.encode()
 
 
@@ -35,9 +54,14 @@ def decode(payload: bytes) -> Control | None:
     verb, _, arg = payload.partition(b":")
     if verb == b"deleted":
         return CanvasDeleted()
+    try:
+        text = arg.decode()
+    except UnicodeDecodeError:
+        return None
     if verb == b"revoked":
-        try:
-            return InviteRevoked(arg.decode())
-        except UnicodeDecodeError:
-            return None
+        return InviteRevoked(text)
+    if verb == b"removed":
+        return ParticipantRemoved(text)
+    if verb == b"role":
+        return RoleChanged(text)
     return None

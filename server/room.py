@@ -616,6 +616,10 @@ class Room(BrokerListener):
             self.evict(closecodes.NOT_FOUND, "canvas was deleted")
         elif isinstance(message, control.InviteRevoked):
             self.close_sessions_of_invite(message.invite_id)
+        elif isinstance(message, control.ParticipantRemoved):
+            self.close_sessions_of_user(message.user_id, closecodes.FORBIDDEN, "removed")
+        elif isinstance(message, control.RoleChanged):
+            self.close_sessions_of_user(message.user_id, closecodes.ROLE_CHANGED, "role changed")
 
     def close_sessions_of_invite(self, invite_id: str) -> int:
         """Close this node's sessions opened with the invite (Rooms tells the other nodes)."""
@@ -625,6 +629,13 @@ class Room(BrokerListener):
                 session.close(closecodes.REVOKED, "invite link revoked")
                 closed += 1
         return closed
+
+    def close_sessions_of_user(self, user_id: str, code: int, reason: str) -> int:
+        """Close this node's sessions of one participant (Rooms tells the other nodes)."""
+        mine = [s for s in self.sessions if s.identity.user_id == user_id]
+        for session in mine:
+            session.close(code, reason)
+        return len(mine)
 
     def on_node_lost(self, node_id: str) -> None:
         log.info("node %s lost: dropping its awareness states on %s", node_id, self.canvas_id)

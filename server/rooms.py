@@ -181,6 +181,15 @@ class Rooms:
         room = self._rooms.get(canvas_id)
         return room.close_sessions_of_invite(invite_id) if room is not None else 0
 
+    def close_participant(self, canvas_id: str, message: control.Control, code: int) -> int:
+        """A participant was removed or given another role: close their sockets here and on
+        every node (``message`` is ParticipantRemoved or RoleChanged)."""
+        assert isinstance(message, (control.ParticipantRemoved, control.RoleChanged))
+        self.broker.publish(canvas_id, KIND_CONTROL, control.encode(message))
+        room = self._rooms.get(canvas_id)
+        reason = "removed" if isinstance(message, control.ParticipantRemoved) else "role changed"
+        return room.close_sessions_of_user(message.user_id, code, reason) if room else 0
+
     async def close_all(
         self, code: int = closecodes.SERVICE_RESTART, reason: str = "server restarting"
     ) -> None:

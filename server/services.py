@@ -5,7 +5,7 @@ Its own module so that the routers and ws.py depend on it, not on app.py, which 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .auth import Tokens
@@ -14,6 +14,7 @@ from .config import Settings
 from .limits import AddressBuckets, ConnectionLimiter
 from .metrics import Metrics
 from .rooms import Rooms
+from .session import Identity
 from .store import Store
 
 
@@ -42,6 +43,19 @@ class Services:
     async def invite_revoked(self, invite_id: str) -> bool:
         invite = await self.store.get_invite(invite_id)
         return invite is None or invite.revoked
+
+    async def current_identity(self, canvas_id: str, identity: Identity) -> Identity | None:
+        """The identity a token stands for now: None when the facilitator removed the
+        participant, else with the role the console last gave them. Tokens from invite links
+        only (the facilitator's own token is not a participant)."""
+        if identity.invite_id is None:
+            return identity
+        p = await self.store.get_participant(canvas_id, identity.user_id)
+        if p is None:
+            return identity
+        if p.removed:
+            return None
+        return identity if p.role == identity.role else replace(identity, role=p.role)
 
     def limiter_for(self, address: str | None) -> ConnectionLimiter:
         s = self.settings

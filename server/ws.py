@@ -24,9 +24,9 @@ from . import closecodes
 from .auth import TokenError
 from .closecodes import CloseSession
 from .limits import ConnectionLimiter
-from .room import Room
+from .room import Room, spawn
 from .session import ROLE_EDITOR, Identity, Session
-from .store.base import CanvasNotFound
+from .store.base import CanvasNotFound, StoreError
 from .transport import AsgiTransport
 from .uvicorn_raw import raw_transport
 
@@ -145,6 +145,11 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
     if identity.invite_id is not None and await services.invite_revoked(identity.invite_id):
         await _refuse(send, closecodes.REVOKED, "invite link revoked", subprotocol)
         return
+    current = await services.current_identity(canvas_id, identity)
+    if current is None:
+        await _refuse(send, closecodes.FORBIDDEN, "removed from this canvas", subprotocol)
+        return
+    identity = current
     if identity.invite_id is not None and not identity.org_id and identity.role == ROLE_EDITOR:
         # Redeemed from a link made before invites had to name an organization: as a member of
         # the facilitator's organization "" it could edit the facilitator's protected notes.
@@ -190,10 +195,20 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
         finally:
             lapse.cancel()
             room.leave(session)
+            if identity.invite_id is not None:
+                spawn(_seen(services, canvas_id, identity.user_id))
             services.metrics.sessions.dec()
             await session.finish()
     finally:
         services.rooms.release(room)
+
+
+async def _seen(services: Services, canvas_id: str, user_id: str) -> None:
+    """Last seen, for the facilitator's console; best effort (a store hiccup loses one)."""
+    try:
+        await services.store.touch_participant(canvas_id, user_id, time.time())
+    except StoreError as exc:
+        log.info("could not record last seen on %s: %s", canvas_id, exc)
 
 
 async def _read_loop(

@@ -59,7 +59,10 @@ async def canvas_caller(
         # 410 like redeeming the link (and close code 4410 on its sockets): the credential was
         # good and is gone, which a client shows differently from "not allowed".
         raise HTTPException(410, "invite link revoked")
-    return Caller(identity, False)
+    current = await svc.current_identity(canvas_id, identity)
+    if current is None:
+        raise HTTPException(403, "removed from this canvas")
+    return Caller(current, False)
 
 
 def facilitator(caller: Caller = Depends(canvas_caller)) -> Caller:

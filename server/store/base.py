@@ -108,6 +108,9 @@ class Participant:
     role: str
     invite_id: str | None
     joined_at: float
+    # Set by the facilitator's console (Roster): removed participants' tokens open nothing.
+    removed: bool = False
+    last_seen: float | None = None  # when a socket of theirs last closed
 
 
 @dataclass(slots=True)
@@ -357,11 +360,36 @@ class BallotBox(abc.ABC):
         such round. Closing a closed round returns the same ballots."""
 
 
+class Roster(abc.ABC):
+    """The facilitator's console over participants: role changes and removal (checked at every
+    door, so they hold against tokens already issued) and when each was last seen."""
+
+    @abc.abstractmethod
+    async def get_participant(self, canvas_id: str, user_id: str) -> Participant | None: ...
+
+    @abc.abstractmethod
+    async def update_participant(
+        self,
+        canvas_id: str,
+        user_id: str,
+        *,
+        role: str | None = None,
+        removed: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Participant | None:
+        """Change role and/or removal, with its audit entry, in one transaction; None (and
+        nothing written) for no such participant."""
+
+    @abc.abstractmethod
+    async def touch_participant(self, canvas_id: str, user_id: str, at: float) -> None:
+        """Record that the participant was connected until ``at`` (no-op if unknown)."""
+
+
 class RoomStore(DocumentLog, ClientIdRegistry, abc.ABC):
     """What one Room needs of the store: its document log and its client id bindings."""
 
 
-class Store(RoomStore, CanvasRepository, BallotBox, abc.ABC):
+class Store(RoomStore, CanvasRepository, BallotBox, Roster, abc.ABC):
     """A whole backend (SQLite, PostgreSQL): one contract suite, tests/contract/."""
 
     @abc.abstractmethod

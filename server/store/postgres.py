@@ -157,6 +157,8 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (canvas_id, round_id) REFERENCES vote_rounds (canvas_id, round_id)
             ON DELETE CASCADE
     );
+    ALTER TABLE participants ADD COLUMN removed BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE participants ADD COLUMN last_seen DOUBLE PRECISION;
     """,
 ]
 
@@ -865,11 +867,65 @@ class PostgresStore(Store):
     async def list_participants(self, canvas_id: str) -> list[Participant]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT user_id, canvas_id, name, org_id, role, invite_id, joined_at"
+                f"SELECT {_PARTICIPANT_COLS}"
                 " FROM participants WHERE canvas_id = %s ORDER BY joined_at, user_id",
                 (canvas_id,),
             )
-            return [Participant(*r) for r in await cur.fetchall()]
+            return [_participant(r) for r in await cur.fetchall()]
+
+    async def get_participant(self, canvas_id: str, user_id: str) -> Participant | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {_PARTICIPANT_COLS} FROM participants"
+                " WHERE canvas_id = %s AND user_id = %s",
+                (canvas_id, user_id),
+            )
+            row = await cur.fetchone()
+        return _participant(row) if row else None
+
+    async def update_participant(
+        self,
+        canvas_id: str,
+        user_id: str,
+        *,
+        role: str | None = None,
+        removed: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Participant | None:
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE participants SET role = coalesce(%s, role),"
+                " removed = coalesce(%s, removed) WHERE canvas_id = %s AND user_id = %s"
+                f" RETURNING {_PARTICIPANT_COLS}",
+                (role, removed, canvas_id, user_id),
+            )
+            row = await cur.fetchone()
+            if row is not None and audit is not None:
+                a = audit
+                await conn.execute(
+                    "INSERT INTO audit"
+                    " (canvas_id, at, user_id, user_name, org_id, action, target, detail)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        a.canvas_id,
+                        a.at,
+                        a.user_id,
+                        a.user_name,
+                        a.org_id,
+                        a.action,
+                        a.target,
+                        a.detail,
+                    ),
+                )
+        return _participant(row) if row else None
+
+    async def touch_participant(self, canvas_id: str, user_id: str, at: float) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE participants SET last_seen = greatest(coalesce(last_seen, 0), %s)"
+                " WHERE canvas_id = %s AND user_id = %s",
+                (at, canvas_id, user_id),
+            )
 
     # -- vote rounds (BallotBox) ------------------------------------------------------------
 
@@ -959,3 +1015,12 @@ _BALLOT_COLS = "canvas_id, round_id, user_id, user_name, org_id, dots, at"
 
 def _ballot(row: Sequence[Any]) -> Ballot:
     return Ballot(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6])
+
+
+_PARTICIPANT_COLS = (
+    "user_id, canvas_id, name, org_id, role, invite_id, joined_at, removed, last_seen"
+)
+
+
+def _participant(row: Sequence[Any]) -> Participant:
+    return Participant(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8])

@@ -122,6 +122,8 @@ CREATE TABLE IF NOT EXISTS ballots (
   PRIMARY KEY (canvas_id, round_id, user_id),
   FOREIGN KEY (canvas_id, round_id) REFERENCES vote_rounds(canvas_id, round_id)
     ON DELETE CASCADE) WITHOUT ROWID;
+ALTER TABLE participants ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE participants ADD COLUMN last_seen REAL;
 """,
 )
 
@@ -951,12 +953,81 @@ class SQLiteStore(Store):
     async def list_participants(self, canvas_id: str) -> list[Participant]:
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT user_id, canvas_id, name, org_id, role, invite_id, joined_at "
-                "FROM participants WHERE canvas_id=? ORDER BY joined_at",
+                f"SELECT {self._PARTICIPANT_COLS} FROM participants WHERE canvas_id=? "
+                "ORDER BY joined_at",
                 (canvas_id,),
             ).fetchall()
         )
-        return [Participant(*r) for r in rows]
+        return [self._participant(r) for r in rows]
+
+    _PARTICIPANT_COLS = (
+        "user_id, canvas_id, name, org_id, role, invite_id, joined_at, removed, last_seen"
+    )
+
+    @staticmethod
+    def _participant(row: tuple[Any, ...]) -> Participant:
+        uid, cid, name, org, role, invite, joined, removed, last_seen = row
+        return Participant(uid, cid, name, org, role, invite, joined, bool(removed), last_seen)
+
+    async def get_participant(self, canvas_id: str, user_id: str) -> Participant | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {self._PARTICIPANT_COLS} FROM participants "
+                "WHERE canvas_id=? AND user_id=?",
+                (canvas_id, user_id),
+            ).fetchone()
+        )
+        return self._participant(row) if row else None
+
+    async def update_participant(
+        self,
+        canvas_id: str,
+        user_id: str,
+        *,
+        role: str | None = None,
+        removed: bool | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Participant | None:
+        def fn(c: sqlite3.Connection) -> Participant | None:
+            cur = c.execute(
+                "UPDATE participants SET role=COALESCE(?, role), removed=COALESCE(?, removed) "
+                "WHERE canvas_id=? AND user_id=?",
+                (role, None if removed is None else int(removed), canvas_id, user_id),
+            )
+            if cur.rowcount and audit is not None:
+                a = audit
+                c.execute(
+                    "INSERT INTO audit(canvas_id, at, user_id, user_name, org_id, action, target,"
+                    " detail) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        a.canvas_id,
+                        a.at,
+                        a.user_id,
+                        a.user_name,
+                        a.org_id,
+                        a.action,
+                        a.target,
+                        a.detail,
+                    ),
+                )
+            row = c.execute(
+                f"SELECT {self._PARTICIPANT_COLS} FROM participants "
+                "WHERE canvas_id=? AND user_id=?",
+                (canvas_id, user_id),
+            ).fetchone()
+            return self._participant(row) if row else None
+
+        return await self._write(fn)
+
+    async def touch_participant(self, canvas_id: str, user_id: str, at: float) -> None:
+        def fn(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE participants SET last_seen=MAX(COALESCE(last_seen, 0), ?) "
+                "WHERE canvas_id=? AND user_id=?",
+                (at, canvas_id, user_id),
+            )
+
+        await self._write(fn)
 
     # -- vote rounds (BallotBox) ------------------------------------------------------------
 
