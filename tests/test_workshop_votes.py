@@ -162,5 +162,9 @@ async def test_no_socket_can_write_a_round_or_its_tally(server: ServerProcess) -
         ).status_code
         == 200
     )
-    await bob.wait_for(lambda: (rounds_of(bob)[rid].get("tally") or {}).get("dots_cast") == 1)
+    await bob.wait_for(lambda: (rounds_of(bob)[rid].get("live") or {}).get("dots_cast") == 1)
+    assert "tally" not in rounds_of(bob)[rid]
+    closed = route(server, "POST", w, f"/rounds/{rid}/close", w.fac_token).json()
+    await bob.wait_for(lambda: rounds_of(bob)[rid].get("tally") == closed["tally"])
+    assert "live" not in rounds_of(bob)[rid] and closed["tally"]["voters"] == 1
     await close_all(w)

@@ -99,7 +99,10 @@ class RoundOut(BaseModel):
     opened_at: int
     closed_at: int | None
     voters: int
-    tally: dict[str, Any] | None
+    tally: dict[str, Any] | None = Field(description="the results, once the round is closed")
+    live: dict[str, Any] | None = Field(
+        default=None, description="a live round's results so far, while it is open"
+    )
 
 
 class BallotIn(StrictIn):
@@ -179,6 +182,7 @@ def _round_out(r: rounds.RoundState) -> RoundOut:
         closed_at=r.closed_at,
         voters=r.voters,
         tally=r.tally,
+        live=r.live,
     )
 
 

@@ -3,7 +3,7 @@
 A round's definition and state are in the document (``rounds[id]``, written by the server
 only): title, blocks (empty: the whole canvas), dots per participant, at most ``per_note`` on a
 note, ``anonymous``, ``visibility`` ("hidden" until closed, or "live"), status, and, once
-revealed, ``tally``. Ballots are not: they are cast over HTTP and kept in the store
+revealed, ``tally`` (a live round shows ``live`` meanwhile). Ballots are not: they are cast over HTTP and kept in the store
 (``BallotBox``), one per participant and round, replaced whole on each change, so a round whose
 results are hidden has no ballot in any byte a socket receives until it closes. A live round's
 tally is rewritten after every ballot.
@@ -16,7 +16,7 @@ and which notes only one backs. A named round also lists each note's voters.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc, Map
@@ -55,7 +55,7 @@ class RoundState:
     closed_at: int | None
     voters: int
     tally: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    live: dict[str, Any] | None = None
 
 
 class BallotError(ValueError):
@@ -91,6 +91,7 @@ def read(doc: Doc, round_id: str) -> RoundState | None:
         None if d.get("closed_at") is None else int(d["closed_at"]),
         int(d.get("voters", 0)),
         d.get("tally") if isinstance(d.get("tally"), dict) else None,
+        d.get("live") if isinstance(d.get("live"), dict) else None,
     )
 
 
@@ -113,7 +114,12 @@ def write_open(doc: Doc, round_id: str, config: RoundConfig, by: str, now_ms: in
 
 
 def write_progress(doc: Doc, round_id: str, ballots: list[Ballot], names: dict[str, str]) -> None:
-    """After a ballot: how many voted, and for a live round the tally so far."""
+    """After a ballot: how many voted, and for a live round the tally so far (``live``).
+
+    Two nodes taking ballots at the same moment write these concurrently and the document
+    keeps one of the two, so ``voters`` and ``live`` are progress that the next ballot
+    corrects; the close writes ``tally`` (its own key, exact: read from the store after the
+    round stopped taking ballots), which no progress write touches."""
     entry = _root(doc).get(round_id)
     if not isinstance(entry, Map):
         return
@@ -121,7 +127,7 @@ def write_progress(doc: Doc, round_id: str, ballots: list[Ballot], names: dict[s
     assert state is not None
     entry["voters"] = sum(1 for b in ballots if b.dots)
     if state.config.visibility == "live":
-        entry["tally"] = tally(doc, state.config, ballots, names)
+        entry["live"] = tally(doc, state.config, ballots, names)
 
 
 def write_close(
@@ -136,6 +142,8 @@ def write_close(
     entry["closed_at"] = state.closed_at or now_ms
     entry["voters"] = sum(1 for b in ballots if b.dots)
     entry["tally"] = tally(doc, state.config, ballots, names)
+    if "live" in entry:
+        del entry["live"]
 
 
 def eligible_notes(doc: Doc, config: RoundConfig) -> dict[str, str]:
@@ -206,6 +214,7 @@ def tally(
         ranking.append(row)
     return {
         "ranking": ranking,
+        "voters": sum(1 for b in ballots if b.dots),
         "dots_cast": sum(totals.values()),
         "orgs_voting": dict(sorted(orgs_voting.items())),
         "shared": [r["note"] for r in ranking if r["orgs"] >= 2],
