@@ -1,8 +1,9 @@
 """The shape of a canvas document, in one place: what may sit where.
 
 Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
-before it is applied), by the policy (its roots) and by the JSON export. The document is four
-root maps (eight with the workshop's); every container is a *class* below, and each says which children it takes:
+before it is applied), by the policy (its roots) and by the JSON export. The document is eight
+root maps (four for the canvas, four for running the workshop); every container is a *class*
+below, and each says which children it takes:
 
 * ``meta``   – plain values (title, template, created_at, protect_notes, …)
 * ``blocks`` – block id -> Map ``block`` of plain values
