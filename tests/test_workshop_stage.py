@@ -36,6 +36,7 @@ async def test_freeze_refuses_every_change_and_survives_a_restart(server: Server
         == 409
     )
     assert route(server, "POST", w, "/rounds", w.fac_token, {"dots": 1}).status_code == 409
+    assert route(server, "POST", w, "/orgs", w.fac_token, {"name": "Delta"}).status_code == 409
     # Nothing was applied, stored or relayed: Bob got no update at all.
     assert not any(
         protocol.decode(f).kind is protocol.Kind.SYNC_UPDATE for f in bob.frames_received[frames:]

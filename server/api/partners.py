@@ -25,6 +25,7 @@ from ..canvas import edits, templates
 from ..limits import AddressBuckets
 from ..session import ROLE_EDITOR, ROLES, Identity
 from ..store.base import AuditEntry, CanvasNotFound, Invite, Participant
+from ..workshop import stage
 from .deps import Caller, facilitator, require_canvas, services
 from .errors import (
     BODY,
@@ -171,6 +172,8 @@ async def apply_server_change(
     """
     room = await svc.rooms.acquire(canvas_id)
     try:
+        if stage.is_frozen(room.doc):
+            raise HTTPException(409, stage.FROZEN_REASON)
         return await room.apply_server_change(change, audit)
     finally:
         svc.rooms.release(room)
@@ -183,7 +186,12 @@ async def apply_server_change(
     "/api/canvases/{canvas_id}/orgs",
     status_code=201,
     response_model=OrgOut,
-    responses=declare(FACILITATOR, NO_CANVAS, BODY),
+    responses=declare(
+        FACILITATOR,
+        NO_CANVAS,
+        BODY,
+        {409: {"model": ErrorOut, "description": "the canvas is frozen"}},
+    ),
 )
 async def add_org(
     canvas_id: str,
