@@ -26,6 +26,7 @@ import { buildOutline, renderOutline } from './outline'
 import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, type Cursor } from './presence'
 import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, type Claims } from './session'
 import { toast } from './toast'
+import { WorkshopPanel } from './workshop/panel'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -81,6 +82,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly undoBtn: HTMLButtonElement
   private readonly redoBtn: HTMLButtonElement
   private readonly invitePanel: InvitePanel | null
+  private readonly workshop: WorkshopPanel
   private readonly loadingEl: HTMLElement
   private outlineTimer: ReturnType<typeof setTimeout> | null = null
   private readonly cleanups: Array<() => void> = []
@@ -146,6 +148,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     })
     this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
+    this.workshop = new WorkshopPanel(doc, canvasId, token, me)
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
     root.replaceChildren(
@@ -183,6 +186,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
+            this.workshop.el,
           ),
         ),
         liveRegion,
@@ -214,6 +218,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       disableBc: true,
       shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
     })
+    this.workshop.attachAwareness(this.provider.awareness)
     // y-websocket only logs auth messages; the user must learn that an edit was refused.
     // (The server already sent compensating changes, so the doc is consistent again.)
     this.provider.messageHandlers[2] = (_enc, decoder) => {
@@ -520,6 +525,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
 
   destroy(): void {
     for (const c of this.cleanups) c()
+    this.workshop.destroy()
     this.provider.destroy()
     this.undo.destroy()
     this.cdoc.doc.destroy()
