@@ -219,5 +219,6 @@ def tally(
         "orgs_voting": dict(sorted(orgs_voting.items())),
         "shared": [r["note"] for r in ranking if r["orgs"] >= 2],
         "single_org": {r["note"]: next(iter(r["by_org"])) for r in ranking if r["orgs"] == 1},
-        "org_names": {o: names.get(o, o) for o in sorted(orgs_voting)},
+        # The facilitator's own token has organization "" (not a partner).
+        "org_names": {o: names.get(o, o) or "Facilitation" for o in sorted(orgs_voting)},
     }
