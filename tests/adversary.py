@@ -35,7 +35,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from server import protocol
 from server import yupdate as y
 from server.broker.memory import MemoryBroker
-from server.canvas import templates
+from server.canvas import schema, templates
 from server.closecodes import CloseSession
 from server.policy import PolicyGate
 from server.protocol import Kind
@@ -48,7 +48,8 @@ from tests import yenc
 
 T = TypeVar("T")
 
-ROOTS = ("meta", "blocks", "notes", "orgs")
+# The schema's roots (server/canvas/schema.py); any other root is shown as a finding.
+ROOTS = schema.ROOTS
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
 EA = Identity("u_ea", "Ann", "a", "editor")
@@ -129,7 +130,7 @@ def root_json(root: Map, notes: bool = False) -> Any:
 
 
 def doc_json(parts: Iterable[bytes]) -> dict[str, Any]:
-    """The canvas as a fresh client loads it from these updates: the four roots as plain JSON,
+    """The canvas as a fresh client loads it from these updates: the schema's roots as plain JSON,
     plus any other root that shows content (as a map or as a sequence)."""
     parts = list(parts)
     doc = fresh_doc(parts)
