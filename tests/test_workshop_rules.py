@@ -225,7 +225,9 @@ async def _frozen(tmp: Path) -> None:
             await _step(
                 people,
                 who,
-                lambda d: d.get("notes", type=Map).__setitem__(f"x-{who}", _note("no", "")),
+                lambda d, who=who: d.get("notes", type=Map).__setitem__(
+                    f"x-{who}", _note("no", "")
+                ),
             )
             assert any("frozen" in t for t in people[who].denials[seen:])
         # Refused before it was applied: not in the room, not stored, nobody else got a byte.
