@@ -27,6 +27,10 @@ class CanvasNotFound(StoreError):
     pass
 
 
+class VersionLimit(StoreError):
+    """The canvas already keeps MAX_VERSIONS versions and none of them is automatic."""
+
+
 @dataclass(slots=True)
 class CanvasRecord:
     id: str
@@ -191,6 +195,13 @@ SERVER_OWNER = ":server"
 # that matters is kept on purpose, as named versions.
 KEEP_SNAPSHOTS = 2
 
+# Named versions kept per canvas (server/versions/). Saving past it first drops the oldest
+# automatic version (created_by == SERVER_OWNER: "vote round closed", "before restoring …");
+# when every kept version was saved on purpose by someone, the save is refused (VersionLimit)
+# until a facilitator deletes one. Checked and enforced in the saving transaction, with the
+# canvas row locked, so concurrent saves on several nodes never pass the cap.
+MAX_VERSIONS = 50
+
 Merge = Callable[[list[bytes]], bytes]
 
 
@@ -275,8 +286,15 @@ class CanvasRepository(abc.ABC):
 
     @abc.abstractmethod
     async def save_version(
-        self, canvas_id: str, name: str, state: bytes, created_by: str
-    ) -> Version: ...
+        self, canvas_id: str, name: str, state: bytes, created_by: str, keep: int = MAX_VERSIONS
+    ) -> Version:
+        """Keep ``state`` under ``name``. With ``keep`` versions already kept, the oldest
+        automatic one (``created_by == SERVER_OWNER``) is deleted in the same transaction;
+        without one, VersionLimit. Raises CanvasNotFound."""
+
+    @abc.abstractmethod
+    async def delete_version(self, canvas_id: str, version_id: int) -> bool:
+        """False if the canvas has no such version."""
 
     @abc.abstractmethod
     async def list_versions(self, canvas_id: str) -> list[Version]:

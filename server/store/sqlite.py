@@ -38,6 +38,8 @@ import orjson
 
 from .base import (
     KEEP_SNAPSHOTS,
+    MAX_VERSIONS,
+    SERVER_OWNER,
     AuditEntry,
     CanvasNotFound,
     CanvasRecord,
@@ -52,6 +54,7 @@ from .base import (
     StoreError,
     StoreStats,
     Version,
+    VersionLimit,
 )
 
 T = TypeVar("T")
@@ -788,19 +791,41 @@ class SQLiteStore(Store):
     # -- named versions -----------------------------------------------------------------
 
     async def save_version(
-        self, canvas_id: str, name: str, state: bytes, created_by: str
+        self, canvas_id: str, name: str, state: bytes, created_by: str, keep: int = MAX_VERSIONS
     ) -> Version:
         now = time.time()
 
         def fn(c: sqlite3.Connection) -> Version:
             if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
                 raise CanvasNotFound(canvas_id)
+            # The writer thread runs one transaction at a time: count, prune, insert are atomic.
+            (count,) = c.execute(
+                "SELECT count(*) FROM versions WHERE canvas_id=?", (canvas_id,)
+            ).fetchone()
+            if count >= keep:
+                oldest = c.execute(
+                    "SELECT id FROM versions WHERE canvas_id=? AND created_by=? "
+                    "ORDER BY id LIMIT ?",
+                    (canvas_id, SERVER_OWNER, count - keep + 1),
+                ).fetchall()
+                if len(oldest) < count - keep + 1:
+                    raise VersionLimit(f"canvas keeps {keep} versions; delete one first")
+                c.executemany("DELETE FROM versions WHERE id=?", oldest)
             cur = c.execute(
                 "INSERT INTO versions(canvas_id, name, data, created_at, created_by) VALUES (?,?,?,?,?)",
                 (canvas_id, name, state, now, created_by),
             )
             assert cur.lastrowid is not None
             return Version(cur.lastrowid, canvas_id, name, now, created_by, len(state))
+
+        return await self._write(fn)
+
+    async def delete_version(self, canvas_id: str, version_id: int) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM versions WHERE canvas_id=? AND id=?", (canvas_id, version_id)
+            )
+            return cur.rowcount > 0
 
         return await self._write(fn)
 
