@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-
 # The four roots every canvas has; anything else in the JSON (links, exchange, …) is ``extra``.
 CORE = ("meta", "blocks", "notes", "orgs")
 

@@ -143,7 +143,9 @@ def _grid_rects(areas: tuple[str, ...], frame: Rect, rows: tuple[float, ...]) ->
         cells = [(i, j) for i, row in enumerate(grid) for j, n in enumerate(row) if n == name]
         i0, i1 = min(c[0] for c in cells), max(c[0] for c in cells)
         j0, j1 = min(c[1] for c in cells), max(c[1] for c in cells)
-        out[name] = Rect(frame.x + j0 * col_w, row_y[i0], (j1 - j0 + 1) * col_w, row_y[i1 + 1] - row_y[i0])
+        out[name] = Rect(
+            frame.x + j0 * col_w, row_y[i0], (j1 - j0 + 1) * col_w, row_y[i1 + 1] - row_y[i0]
+        )
     return out
 
 
@@ -188,7 +190,12 @@ def layout(board: Board) -> Layout:
             if kind == "value-map":
                 name = board.org_name(org) if org else ""
                 panel = Panel(
-                    kind, f"vm:{org}", f"Value Map — {name}" if name else "Value Map", org, frame, "square"
+                    kind,
+                    f"vm:{org}",
+                    f"Value Map — {name}" if name else "Value Map",
+                    org,
+                    frame,
+                    "square",
                 )
                 rects = _grid_rects(VALUE_MAP_TEMPLATE_AREAS, frame, (1.0, 1.0))
                 panel.blocks = [_place(b, rects[VALUE_MAP_AREAS[b.kind]]) for b in cells]

@@ -98,8 +98,14 @@ def _note(board: Board, n: Note, box: Rect) -> list[str]:
         f'<g class="note" data-note={quoteattr(clean(n.id))}>',
         _rect(box, rx=4, fill=color(n.color, "#fff8c4"), stroke=org_color, stroke_width=1),
         _rect(Rect(box.x, box.y, box.w, 16), rx=2, fill=org_color),
-        _text(box.x + 4, box.y + 12, wrap(label, box.w - 8, 10, 1)[0] if label else "",
-              font_size=10, font_weight="bold", fill=text_on(org_color)),
+        _text(
+            box.x + 4,
+            box.y + 12,
+            wrap(label, box.w - 8, 10, 1)[0] if label else "",
+            font_size=10,
+            font_weight="bold",
+            fill=text_on(org_color),
+        ),
     ]
     lines = wrap(n.text, box.w - 8, NOTE_FONT_PX, max(1, int((box.h - 32) // 13)))
     for i, line in enumerate(lines):
@@ -108,8 +114,15 @@ def _note(board: Board, n: Note, box: Rect) -> list[str]:
     if n.vote_count:
         foot = f"{foot}  ▲{n.vote_count}" if foot else f"▲{n.vote_count}"
     if foot:
-        out.append(_text(box.x + 4, box.y + box.h - 4, wrap(foot, box.w - 8, 9, 1)[0],
-                         font_size=9, fill="#455a64"))
+        out.append(
+            _text(
+                box.x + 4,
+                box.y + box.h - 4,
+                wrap(foot, box.w - 8, 9, 1)[0],
+                font_size=9,
+                fill="#455a64",
+            )
+        )
     out.append("</g>")
     return out
 
@@ -148,7 +161,11 @@ def to_svg(board: Board) -> bytes:
     for panel in lay.panels:
         f = panel.frame
         if panel.title:
-            attrs: dict[str, Any] = {"font_size": 16, "font_weight": "bold", "text_anchor": "middle"}
+            attrs: dict[str, Any] = {
+                "font_size": 16,
+                "font_weight": "bold",
+                "text_anchor": "middle",
+            }
             out.append(_text(f.x + f.w / 2, f.y - 10, panel.title, **attrs))
             if panel.org and panel.org in board.orgs:
                 c = color(board.orgs[panel.org].color)
@@ -157,12 +174,23 @@ def to_svg(board: Board) -> bytes:
             out.append(
                 f"<circle {_attrs(cx=f'{f.x + f.w / 2:.1f}', cy=f'{f.y + f.h / 2:.1f}', r=f'{f.w / 2:.1f}', fill='#fbfaf5', stroke='#37474f', stroke_width=3)}/>"
             )
-            out.append(f'<line x1="{f.x + f.w / 2:.1f}" y1="{f.y:.1f}" x2="{f.x + f.w / 2:.1f}" '
-                       f'y2="{f.y + f.h:.1f}" stroke="#607d8b" stroke-width="2"/>')
-            out.append(f'<line x1="{f.x:.1f}" y1="{f.y + f.h / 2:.1f}" x2="{f.x + f.w / 2:.1f}" '
-                       f'y2="{f.y + f.h / 2:.1f}" stroke="#607d8b" stroke-width="2"/>')
+            out.append(
+                f'<line x1="{f.x + f.w / 2:.1f}" y1="{f.y:.1f}" x2="{f.x + f.w / 2:.1f}" '
+                f'y2="{f.y + f.h:.1f}" stroke="#607d8b" stroke-width="2"/>'
+            )
+            out.append(
+                f'<line x1="{f.x:.1f}" y1="{f.y + f.h / 2:.1f}" x2="{f.x + f.w / 2:.1f}" '
+                f'y2="{f.y + f.h / 2:.1f}" stroke="#607d8b" stroke-width="2"/>'
+            )
         elif panel.shape in ("square", "grid"):
-            out.append(_rect(f, fill="#fbfaf5", stroke="#37474f", stroke_width=3 if panel.shape == "square" else 2))
+            out.append(
+                _rect(
+                    f,
+                    fill="#fbfaf5",
+                    stroke="#37474f",
+                    stroke_width=3 if panel.shape == "square" else 2,
+                )
+            )
         for placed in panel.blocks:
             out.extend(_block(placed, with_border=panel.shape in ("grid", "square", "none")))
     centres: dict[str, tuple[float, float]] = {}
