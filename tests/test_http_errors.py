@@ -23,7 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, deps, health, partners
+from server.api import canvases, deps, exports, health, partners, versions
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -337,7 +337,13 @@ def _expected_statuses(route: Any) -> set[int]:
 
 def test_every_route_declares_the_statuses_it_can_answer() -> None:
     schema = _schema()
-    routes = [*canvases.router.routes, *partners.router.routes, *health.router.routes]
+    routes = [
+        *canvases.router.routes,
+        *partners.router.routes,
+        *health.router.routes,
+        *exports.router.routes,
+        *versions.router.routes,
+    ]
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     seen = set()
     for route in routes:
@@ -377,6 +383,8 @@ VALID_BODIES = {
     "/api/canvases/{canvas_id}/orgs": {"name": "Gamma"},
     "/api/canvases/{canvas_id}/invites": {"org_id": "alpha", "role": "editor", "expires_in_s": 60},
     "/api/invites/{invite_id}/redeem": {"name": "Ann"},
+    "/api/canvases/{canvas_id}/versions": {"name": "after round 1"},
+    "/api/canvases/{canvas_id}/versions/{version_id}/copy": {"title": "Copy"},
 }
 
 
@@ -435,7 +443,7 @@ def test_every_status_a_route_answers_is_declared(operator_server: ServerProcess
                     invite = "no-such-invite"
                     if target == "live" and "{invite_id}" in template:
                         invite = fresh_invite(live)
-                    path = template.format(canvas_id=canvas["id"], invite_id=invite)
+                    path = template.format(canvas_id=canvas["id"], invite_id=invite, version_id=1)
                     if kind == "too large":
                         head = (
                             f"{method} {path} HTTP/1.1\r\nHost: x\r\n"

@@ -269,27 +269,28 @@ async def copy_version(
 
 
 @router.get(
-    "/api/canvases/{canvas_id}/diff",
+    "/api/canvases/{canvas_id}/versions/{version_id}/diff",
     response_model=DiffOut,
     responses=declare(PARTICIPANT, NO_VERSION, VALIDATION),
 )
 async def diff(
     canvas_id: str,
-    base: int = Query(ge=1, le=2**62, description="the version to compare from"),
-    target: int | None = Query(
+    version_id: int = Path(ge=1, le=2**62),
+    to: int | None = Query(
         default=None, ge=1, le=2**62, description="the version to compare to (default: now)"
     ),
     svc: Services = Depends(services),
     caller: Caller = Depends(canvas_caller),
 ) -> DiffOut:
-    """Notes added, removed, edited, moved, votes and links changed, by organization."""
+    """From this version to version ``to`` (or the canvas now): notes added, removed,
+    edited, moved, votes and links changed, by organization."""
     await require_canvas(svc, canvas_id)
     try:
         out = await versions.compare(
-            svc.store, svc.rooms, canvas_id, base, target, reader_org(caller)
+            svc.store, svc.rooms, canvas_id, version_id, to, reader_org(caller)
         )
     except versions.VersionNotFound:
         raise HTTPException(404, "no such version of this canvas") from None
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
-    return DiffOut(base=base, target=target, **out)
+    return DiffOut(base=version_id, target=to, **out)
