@@ -83,17 +83,21 @@ def _block(p: PlacedBlock, with_border: bool) -> list[str]:
     if with_border:
         out.append(_rect(r, fill="none", stroke="#90a4ae", stroke_width=1))
     title = b.title + (" (locked)" if b.locked else "")
-    out.append(_text(r.x + 8, r.y + 20, title, font_size=14, font_weight="bold"))
-    hint = wrap(b.hint, r.w - 16, 10, 1)
-    if hint:
-        out.append(_text(r.x + 8, r.y + 36, hint[0], font_size=10, fill="#546e7a"))
+    # Bold glyphs are wider than the average: wrap the title a little early.
+    lines = wrap(title, (r.w - 16) * 0.9, 13, 2)
+    for i, line in enumerate(lines):
+        out.append(_text(r.x + 8, r.y + 19 + i * 15, line, font_size=13, font_weight="bold"))
+    if len(lines) == 1:
+        hint = wrap(b.hint, r.w - 16, 10, 1)
+        if hint:
+            out.append(_text(r.x + 8, r.y + 36, hint[0], font_size=10, fill="#546e7a"))
     return out
 
 
 def _note(board: Board, n: Note, box: Rect) -> list[str]:
     org = board.orgs.get(n.org)
     org_color = color(org.color if org else "")
-    label = (org.name if org else n.org) or "—"
+    label = (org.name if org else n.org) or "Facilitator"
     out = [
         f'<g class="note" data-note={quoteattr(clean(n.id))}>',
         _rect(box, rx=4, fill=color(n.color, "#fff8c4"), stroke=org_color, stroke_width=1),
