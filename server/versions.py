@@ -7,8 +7,9 @@ save them by name; other features save automatic ones with :func:`save_automatic
 ("before restoring …"), so a restore never loses anything, and it can itself be undone by
 restoring that version.
 
-Reads and saves go through the canvas's loaded Room, whose document is ahead of (or equal to)
-the store on every node, so a version never misses an edit its node had served.
+Saves, reads of "now" and restores take the canvas's loaded Room (the caller holds it), whose
+document is ahead of (or equal to) the store, so a version never misses an edit its node had
+served, and a restore is ordered after everything the room has seen.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .canvas.export import doc_to_json
 from .canvas.restore import content_of, make_equal, new_document
 from .canvas.schema import ROOTS, server_client_id
 from .exports.board import board_from_json
-from .rooms import Rooms
+from .room import Room
 from .store.base import (
     SERVER_OWNER,
     AuditEntry,
@@ -57,19 +58,9 @@ class Who:
     org_id: str
 
 
-async def _state_now(rooms: Rooms, canvas_id: str) -> bytes:
-    room = await rooms.acquire(canvas_id)
-    try:
-        return room.doc.get_update()
-    finally:
-        rooms.release(room)
-
-
-async def save(store: Store, rooms: Rooms, canvas_id: str, name: str, who: Who) -> Version:
-    """A named version of the canvas as it is now. Raises VersionLimit, CanvasNotFound."""
-    return await store.save_version(
-        canvas_id, name, await _state_now(rooms, canvas_id), who.user_id
-    )
+async def save(store: Store, room: Room, name: str, who: Who) -> Version:
+    """A named version of the room's canvas as it is now. Raises VersionLimit, CanvasNotFound."""
+    return await store.save_version(room.canvas_id, name, room.doc.get_update(), who.user_id)
 
 
 async def save_automatic(store: Store, canvas_id: str, doc: Doc, reason: str) -> Version | None:
@@ -90,30 +81,18 @@ async def content(store: Store, canvas_id: str, version_id: int) -> dict[str, An
     return content_of(state)
 
 
-async def content_now(rooms: Rooms, canvas_id: str) -> dict[str, Any]:
-    room = await rooms.acquire(canvas_id)
-    try:
-        return doc_to_json(room.doc)
-    finally:
-        rooms.release(room)
-
-
 async def compare(
     store: Store,
-    rooms: Rooms,
-    canvas_id: str,
+    room: Room,
     base: int,
     target: int | None,
     reader_org: str | None = None,
 ) -> dict[str, Any]:
-    """The changes from version ``base`` to version ``target`` (None: the canvas now), as
-    ``reader_org`` may see them (None: everything; see ``exports.board_from_json``)."""
+    """The changes from version ``base`` to version ``target`` (None: the room's canvas now),
+    as ``reader_org`` may see them (None: everything; see ``exports.board_from_json``)."""
+    canvas_id = room.canvas_id
     before = await content(store, canvas_id, base)
-    after = (
-        await content_now(rooms, canvas_id)
-        if target is None
-        else await content(store, canvas_id, target)
-    )
+    after = doc_to_json(room.doc) if target is None else await content(store, canvas_id, target)
     if reader_org is not None:
         before = board_from_json(before, reader_org).raw
         after = board_from_json(after, reader_org).raw
@@ -140,34 +119,30 @@ class Restored:
     changed: bool  # False: the canvas already equalled the version
 
 
-async def restore_in_place(
-    store: Store, rooms: Rooms, canvas_id: str, version_id: int, who: Who
-) -> Restored:
-    """Make the live canvas equal the version, as a new change everyone receives.
+async def restore_in_place(store: Store, room: Room, version_id: int, who: Who) -> Restored:
+    """Make the room's canvas equal the version, as a new change everyone receives (on every
+    node, through the room's usual path: durable first, then local sessions and the broker).
 
     The state it replaces is saved first as an automatic version. Raises VersionNotFound.
     """
+    canvas_id = room.canvas_id
     wanted = await content(store, canvas_id, version_id)
     listed = {v.id: v for v in await store.list_versions(canvas_id)}
     name = listed[version_id].name if version_id in listed else str(version_id)
-    room = await rooms.acquire(canvas_id)
-    try:
-        backup = await save_automatic(store, canvas_id, room.doc, f"before restoring “{name}”")
-        audit = [
-            AuditEntry(
-                canvas_id,
-                time.time(),
-                who.user_id,
-                who.name,
-                who.org_id,
-                "restore-version",
-                str(version_id),
-                name,
-            )
-        ]
-        update = await room.apply_server_change(_restore_change(wanted), audit)
-    finally:
-        rooms.release(room)
+    backup = await save_automatic(store, canvas_id, room.doc, f"before restoring “{name}”")
+    audit = [
+        AuditEntry(
+            canvas_id,
+            time.time(),
+            who.user_id,
+            who.name,
+            who.org_id,
+            "restore-version",
+            str(version_id),
+            name,
+        )
+    ]
+    update = await room.apply_server_change(_restore_change(wanted), audit)
     return Restored(backup, update is not None)
 
 

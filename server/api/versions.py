@@ -9,6 +9,8 @@ organization are left out of a version's content and of a diff, as they are of t
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
@@ -16,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from .. import versions
 from ..exports import board_from_json
+from ..room import Room
 from ..session import ROLE_FACILITATOR, Identity
 from ..store.base import SERVER_OWNER, CanvasNotFound, Version, VersionLimit
 from .canvases import FACILITATOR_TOKEN_TTL_S, new_canvas_id
@@ -104,6 +107,19 @@ def _out(v: Version) -> VersionOut:
     )
 
 
+@asynccontextmanager
+async def held_room(svc: Services, canvas_id: str) -> AsyncIterator[Room]:
+    """The canvas's loaded room for the length of a request (404 when there is no canvas)."""
+    try:
+        room = await svc.rooms.acquire(canvas_id)
+    except CanvasNotFound:
+        raise HTTPException(404, "canvas not found") from None
+    try:
+        yield room
+    finally:
+        svc.rooms.release(room)
+
+
 def _who(caller: Caller) -> versions.Who:
     i = caller.identity
     return (
@@ -133,7 +149,8 @@ async def save_version(
     """Save the canvas as it is now under a name ("after round 1")."""
     await require_canvas(svc, canvas_id)
     try:
-        return _out(await versions.save(svc.store, svc.rooms, canvas_id, body.name, _who(caller)))
+        async with held_room(svc, canvas_id) as room:
+            return _out(await versions.save(svc.store, room, body.name, _who(caller)))
     except VersionLimit as exc:
         raise HTTPException(409, str(exc)) from None
     except CanvasNotFound:
@@ -209,9 +226,8 @@ async def restore_version(
     replaces is saved first as an automatic version (``backup``), so nothing is lost."""
     await require_canvas(svc, canvas_id)
     try:
-        done = await versions.restore_in_place(
-            svc.store, svc.rooms, canvas_id, version_id, _who(caller)
-        )
+        async with held_room(svc, canvas_id) as room:
+            done = await versions.restore_in_place(svc.store, room, version_id, _who(caller))
     except versions.VersionNotFound:
         raise HTTPException(404, "no such version of this canvas") from None
     except CanvasNotFound:
@@ -286,9 +302,8 @@ async def diff(
     edited, moved, votes and links changed, by organization."""
     await require_canvas(svc, canvas_id)
     try:
-        out = await versions.compare(
-            svc.store, svc.rooms, canvas_id, version_id, to, reader_org(caller)
-        )
+        async with held_room(svc, canvas_id) as room:
+            out = await versions.compare(svc.store, room, version_id, to, reader_org(caller))
     except versions.VersionNotFound:
         raise HTTPException(404, "no such version of this canvas") from None
     except CanvasNotFound:
