@@ -26,6 +26,7 @@ import { buildOutline, renderOutline } from './outline'
 import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, type Cursor } from './presence'
 import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, type Claims } from './session'
 import { toast } from './toast'
+import { VersionsPanel } from './versions'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -81,6 +82,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly undoBtn: HTMLButtonElement
   private readonly redoBtn: HTMLButtonElement
   private readonly invitePanel: InvitePanel | null
+  private readonly versionsPanel: VersionsPanel
   private readonly loadingEl: HTMLElement
   private outlineTimer: ReturnType<typeof setTimeout> | null = null
   private readonly cleanups: Array<() => void> = []
@@ -145,6 +147,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     })
     this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.versionsPanel = new VersionsPanel(canvasId, token, me.role === 'facilitator')
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
@@ -183,6 +186,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
+            this.versionsPanel.el,
           ),
         ),
         liveRegion,
@@ -447,6 +451,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       setText(this.titleEl, title || 'Untitled canvas')
       document.title = `${title || 'Canvas'} — CoCanvas`
     }
+    this.versionsPanel.title = title || 'canvas'
     setText(this.subtitleEl, template ? templateLabel(template) : '')
     this.board.render()
     if (this.cdoc.blocks.size > 0) this.loadingEl.remove()

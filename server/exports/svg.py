@@ -16,6 +16,7 @@ from .board import Board, Note
 from .layout import Layout, PlacedBlock, Rect, layout
 
 FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
+NEUTRAL = "#495057"  # the client's NEUTRAL_COLOR
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 # Characters XML 1.0 does not allow (C0 controls but tab/newline/return, lone surrogates, …).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -27,14 +28,29 @@ def clean(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def color(value: str, default: str = "#888888") -> str:
+def color(value: str, default: str = NEUTRAL) -> str:
     return value if _COLOR.fullmatch(value) else default
 
 
+def tint(hex_color: str, amount: float) -> str:
+    """``hex_color`` mixed towards white by ``amount`` (the client's ``tint``: a pale note body)."""
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in (r, g, b))
+
+
+def _luminance(hex_color: str) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
 def text_on(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (``#rrggbb``)."""
-    r, g, b = (int(background[i : i + 2], 16) for i in (1, 3, 5))
-    return "#000000" if (r * 299 + g * 587 + b * 114) / 1000 >= 140 else "#ffffff"
+    """Black or white, whichever contrasts more with ``background`` (the client's rule)."""
+    lum = _luminance(background)
+    return "#000000" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "#ffffff"
 
 
 def wrap(text: str, width_px: float, font_px: float, max_lines: int) -> list[str]:
@@ -96,11 +112,12 @@ def _block(p: PlacedBlock, with_border: bool) -> list[str]:
 
 def _note(board: Board, n: Note, box: Rect) -> list[str]:
     org = board.orgs.get(n.org)
-    org_color = color(org.color if org else "")
+    # As the client shows a note: its organization's colour (a note without one, its own).
+    org_color = color(org.color if org else "") if n.org or not n.color else color(n.color)
     label = (org.name if org else n.org) or "Facilitator"
     out = [
         f'<g class="note" data-note={quoteattr(clean(n.id))}>',
-        _rect(box, rx=4, fill=color(n.color, "#fff8c4"), stroke=org_color, stroke_width=1),
+        _rect(box, rx=4, fill=tint(org_color, 0.82), stroke=org_color, stroke_width=1),
         _rect(Rect(box.x, box.y, box.w, 16), rx=2, fill=org_color),
         _text(
             box.x + 4,
