@@ -115,7 +115,7 @@ def _restore_change(version: dict[str, Any]) -> Callable[[Doc], None]:
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    version: Version | None  # the one saved first, holding what the restore replaced
+    version: Version  # the one saved first, holding what the restore replaced
     changed: bool  # False: the canvas already equalled the version
 
 
@@ -123,13 +123,18 @@ async def restore_in_place(store: Store, room: Room, version_id: int, who: Who) 
     """Make the room's canvas equal the version, as a new change everyone receives (on every
     node, through the room's usual path: durable first, then local sessions and the broker).
 
-    The state it replaces is saved first as an automatic version. Raises VersionNotFound.
+    The state it replaces is saved first as an automatic version. Raises VersionNotFound, and
+    VersionLimit (nothing changed) when that version cannot be kept.
     """
     canvas_id = room.canvas_id
     wanted = await content(store, canvas_id, version_id)
     listed = {v.id: v for v in await store.list_versions(canvas_id)}
     name = listed[version_id].name if version_id in listed else str(version_id)
-    backup = await save_automatic(store, canvas_id, room.doc, f"before restoring “{name}”")
+    # Not save_automatic: a restore whose backup cannot be kept would lose the present, so
+    # it is refused (VersionLimit) rather than done without one.
+    backup = await store.save_version(
+        canvas_id, f"before restoring “{name}”", room.doc.get_update(), SERVER_OWNER
+    )
     audit = [
         AuditEntry(
             canvas_id,

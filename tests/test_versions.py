@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pycrdt import Doc, Map, Text
 
 from server import versions
@@ -174,7 +175,7 @@ async def test_restore_in_place_converges_everyone_and_loses_nothing(tmp_path: P
         before_restore = doc_to_json(room.doc)
 
         done = await versions.restore_in_place(store, room, v1.id, WHO)
-        assert done.changed and done.version is not None
+        assert done.changed
         assert done.version.created_by == SERVER_OWNER
         await p.pump()
         canvas = p.converged()
@@ -213,3 +214,29 @@ async def test_restore_keeps_organizations_added_since(tmp_path: Path) -> None:
         assert set(canvas["orgs"]) == {"alpha", "delta"}
         # Its value map blocks were not in the version: the board is the version's.
         assert not any(b.startswith("delta:") for b in canvas["blocks"])
+
+
+async def test_automatic_versions_are_kept_apart_and_bounded(tmp_path: Path) -> None:
+    from server.store.base import MAX_VERSIONS, VersionLimit
+
+    async with canvas_rooms(tmp_path) as [room]:
+        store = room.store
+        named = await versions.save(store, room, "after round 1", WHO)
+        for i in range(MAX_VERSIONS + 5):  # e.g. a vote round closed, again and again
+            assert await versions.save_automatic(store, "c", room.doc, f"vote round {i} closed")
+        kept = await store.list_versions("c")
+        assert len(kept) == MAX_VERSIONS
+        assert kept[0].name == f"vote round {MAX_VERSIONS + 4} closed"
+        assert named.id in {v.id for v in kept}  # the one saved on purpose stays
+        # Only versions saved on purpose: an automatic one is skipped, a restore refused.
+        for v in kept:
+            if v.created_by == SERVER_OWNER:
+                await store.delete_version("c", v.id)
+        for i in range(MAX_VERSIONS - 1):
+            await versions.save(store, room, f"named {i}", WHO)
+        assert await versions.save_automatic(store, "c", room.doc, "drafts revealed") is None
+        before = doc_to_json(room.doc)
+        with pytest.raises(VersionLimit):
+            await versions.restore_in_place(store, room, named.id, WHO)
+        assert doc_to_json(room.doc) == before
+        assert len(await store.list_versions("c")) == MAX_VERSIONS

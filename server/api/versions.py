@@ -74,7 +74,7 @@ class VersionContent(VersionOut):
 class Restored(BaseModel):
     restored: int
     changed: bool  # False: the canvas already equalled the version
-    backup: VersionOut | None  # the automatic version holding what the restore replaced
+    backup: VersionOut  # the automatic version holding what the restore replaced
 
 
 class CopyIn(StrictIn):
@@ -214,7 +214,14 @@ async def delete_version(
 @router.post(
     "/api/canvases/{canvas_id}/versions/{version_id}/restore",
     response_model=Restored,
-    responses=declare(FACILITATOR, NO_VERSION, VALIDATION),
+    responses=declare(
+        FACILITATOR,
+        NO_VERSION,
+        VALIDATION,
+        FULL,
+        s409="the canvas keeps its maximum of versions, all saved on purpose, so what the "
+        "restore would replace could not be kept: delete one first (nothing was changed)",
+    ),
 )
 async def restore_version(
     canvas_id: str,
@@ -230,12 +237,14 @@ async def restore_version(
             done = await versions.restore_in_place(svc.store, room, version_id, _who(caller))
     except versions.VersionNotFound:
         raise HTTPException(404, "no such version of this canvas") from None
+    except VersionLimit as exc:
+        raise HTTPException(409, f"{exc}; nothing was restored") from None
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
     return Restored(
         restored=version_id,
         changed=done.changed,
-        backup=_out(done.version) if done.version else None,
+        backup=_out(done.version),
     )
 
 
