@@ -26,7 +26,6 @@ from .canvas import diff as canvas_diff
 from .canvas.export import doc_to_json
 from .canvas.restore import content_of, make_equal, new_document
 from .canvas.schema import ROOTS, server_client_id
-from .exports.board import board_from_json
 from .room import Room
 from .store.base import (
     SERVER_OWNER,
@@ -86,16 +85,11 @@ async def compare(
     room: Room,
     base: int,
     target: int | None,
-    reader_org: str | None = None,
 ) -> dict[str, Any]:
-    """The changes from version ``base`` to version ``target`` (None: the room's canvas now),
-    as ``reader_org`` may see them (None: everything; see ``exports.board_from_json``)."""
+    """The changes from version ``base`` to version ``target`` (None: the room's canvas now)."""
     canvas_id = room.canvas_id
     before = await content(store, canvas_id, base)
     after = doc_to_json(room.doc) if target is None else await content(store, canvas_id, target)
-    if reader_org is not None:
-        before = board_from_json(before, reader_org).raw
-        after = board_from_json(after, reader_org).raw
     voters = {p.user_id: p.org_id for p in await store.list_participants(canvas_id)}
     return canvas_diff.diff(before, after, voters)
 

@@ -2,8 +2,9 @@
 """Exports over HTTP: ``GET /api/canvases/{id}/export.{json,md,csv,svg,png,pdf}``.
 
 Any participant's token (facilitator, editor, viewer) may export what it can read; ``?version=``
-exports a saved version instead of the canvas now (the read-only view of a version). Drafts of
-an organization reach only that organization's exports (``exports.board_from_json``). The files
+exports a saved version instead of the canvas now (the read-only view of a version). The shared
+canvas holds nothing private, so every reader gets the same file (``exports.board_from_json``
+says how an organization's own drafts join its members' exports). The files
 are the pure functions of ``server/exports/``, so CI and the web client's menu get the same
 bytes. Rendering a picture costs tens of milliseconds of CPU, so the rendered formats are rate
 limited per client address (429) and run in a worker thread.
@@ -46,11 +47,6 @@ def _render_budget(request: Request) -> bool:
         buckets = request.app.state.render_buckets = AddressBuckets(RENDER_RATE_PER_S, 5.0)
     address = request.client.host if request.client else "?"
     return buckets.get(address).take()
-
-
-def reader_org(caller: Caller) -> str:
-    """The organization whose drafts the caller may see ("" sees no organization's)."""
-    return caller.identity.org_id if caller.identity is not None else ""
 
 
 async def canvas_content(svc: Services, canvas_id: str, version_id: int | None) -> dict[str, Any]:
@@ -113,11 +109,12 @@ def _make_route(ext: str) -> None:
             "settings": record.settings,
             **({"version": version} if version is not None else {}),
         }
-        org = reader_org(caller)
+        # The shared canvas holds nothing private; an organization's own drafts (a document
+        # of their own) would be passed here as ``drafts`` for its members' exports.
         if ext in RENDERED:
-            body = await asyncio.to_thread(export, content, ext, org, info)
+            body = await asyncio.to_thread(export, content, ext, None, info)
         else:
-            body = export(content, ext, org, info)
+            body = export(content, ext, None, info)
         name = _filename(record.title + (f"-v{version}" if version else ""), ext)
         return Response(
             body,

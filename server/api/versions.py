@@ -3,8 +3,8 @@
 restore in place or as a new canvas (facilitator), and the diff between two versions or a
 version and now, grouped by organization (any participant).
 
-What a participant reads of a version is what it may read of the canvas: drafts of another
-organization are left out of a version's content and of a diff, as they are of the exports.
+A version is a state of the shared canvas, which holds nothing private (drafts live in
+documents of their own), so every participant reads the same versions and diffs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .errors import (
     StrictIn,
     declare,
 )
-from .exports import canvas_content, reader_org
+from .exports import canvas_content
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -184,7 +184,7 @@ async def read_version(
     """The version's content, read-only (the exports take ``?version=`` for files of it)."""
     await require_canvas(svc, canvas_id)
     v = await _listed(svc, canvas_id, version_id)
-    raw = board_from_json(await canvas_content(svc, canvas_id, version_id), reader_org(caller)).raw
+    raw = board_from_json(await canvas_content(svc, canvas_id, version_id)).raw
     return VersionContent(
         **_out(v).model_dump(),
         meta=raw["meta"],
@@ -312,7 +312,7 @@ async def diff(
     await require_canvas(svc, canvas_id)
     try:
         async with held_room(svc, canvas_id) as room:
-            out = await versions.compare(svc.store, room, version_id, to, reader_org(caller))
+            out = await versions.compare(svc.store, room, version_id, to)
     except versions.VersionNotFound:
         raise HTTPException(404, "no such version of this canvas") from None
     except CanvasNotFound:

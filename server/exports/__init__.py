@@ -1,7 +1,7 @@
 """Exports of a canvas: each a pure function of its document's JSON, so the HTTP API, a
 version's read-only view and CI produce the same files.
 
-``export(content, fmt, reader_org)`` is the one entry point; :data:`FORMATS` lists what it
+``export(content, fmt, drafts=…)`` is the one entry point; :data:`FORMATS` lists what it
 makes (file extension -> media type).
 """
 
@@ -27,12 +27,13 @@ FORMATS: dict[str, str] = {
 def export(
     content: dict[str, Any],
     fmt: str,
-    reader_org: str | None = None,
+    drafts: dict[str, Any] | None = None,
     canvas: dict[str, Any] | None = None,
 ) -> bytes:
-    """The canvas ``content`` (``doc_to_json``) in format ``fmt``, as ``reader_org`` may see it
-    (see :func:`board_from_json`). ``canvas``: the canvas record, carried by the JSON export."""
-    board = board_from_json(content, reader_org)
+    """The canvas ``content`` (``doc_to_json``) in format ``fmt``, with ``drafts`` (the
+    reader's own organization's draft notes, see :func:`board_from_json`). ``canvas``: the
+    canvas record, carried by the JSON export."""
+    board = board_from_json(content, drafts)
     if fmt == "json":
         return to_json(board, canvas)
     if fmt == "md":

@@ -80,11 +80,29 @@ class Note:
     y: float
     created_at: float
     votes: dict[str, Any]
-    draft: bool  # a private draft of its organization (never in another's export)
+    draft: bool  # from the reader's own draft space (see board_from_json)
 
     @property
     def vote_count(self) -> int:
         return vote_total(self.votes)
+
+
+def _note(nid: str, n: dict[str, Any], draft: bool) -> Note:
+    votes = n.get("votes")
+    return Note(
+        nid,
+        _str(n.get("block")),
+        _str(n.get("text")),
+        _str(n.get("org")),
+        _str(n.get("author")),
+        _str(n.get("author_name")),
+        _str(n.get("color")),
+        _fraction(n.get("x")),
+        _fraction(n.get("y")),
+        _num(n.get("created_at")),
+        dict(votes) if isinstance(votes, dict) else {},
+        draft,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +114,7 @@ class Board:
     notes: tuple[Note, ...]  # by block order, then position (top to bottom), then id
     orgs: dict[str, Org]
     extra: dict[str, Any] = field(default_factory=dict)  # roots beyond the core four
-    raw: dict[str, Any] = field(default_factory=dict)  # the JSON this came from (filtered)
+    raw: dict[str, Any] = field(default_factory=dict)  # the JSON this came from (+ drafts)
 
     def block(self, block_id: str) -> Block | None:
         return next((b for b in self.blocks if b.id == block_id), None)
@@ -109,16 +127,16 @@ class Board:
         return [n for n in self.notes if n.block == block_id]
 
 
-def _is_draft(note: dict[str, Any]) -> bool:
-    return note.get("draft") is True or note.get("private") is True
+def board_from_json(content: dict[str, Any], drafts: dict[str, Any] | None = None) -> Board:
+    """The board of the shared canvas ``content``, plus ``drafts``.
 
-
-def board_from_json(content: dict[str, Any], reader_org: str | None = None) -> Board:
-    """The board as ``reader_org`` may see it.
-
-    ``reader_org``: the organization of whoever asked (``""`` for a facilitator without one,
-    None for the server itself, e.g. a version's diff, which sees everything). A note marked as
-    a private draft (``draft`` or ``private`` true) is kept only for its own organization.
+    The shared canvas holds nothing private: an organization's drafts live in a document of
+    their own (its private draft space), so every participant's export of the canvas is the
+    same, and a field a client writes into a shared note (say ``draft: true``) hides nothing.
+    ``drafts``: the notes (id -> note JSON) of the *reader's own* organization's draft space,
+    which the caller looked up with the reader's token; they are shown marked as drafts and kept
+    under ``drafts`` in the JSON, never among the shared notes. A draft whose id the shared
+    canvas already has (revealed meanwhile) is left out.
     """
 
     def root(name: str) -> dict[str, Any]:
@@ -154,37 +172,16 @@ def board_from_json(content: dict[str, Any], reader_org: str | None = None) -> B
         key=lambda b: (b.order, b.id),
     )
     rank = {b.id: i for i, b in enumerate(blocks)}
-    kept: dict[str, Any] = {}
-    notes: list[Note] = []
-    for nid, n in root("notes").items():
-        if not isinstance(n, dict):
-            continue
-        org = _str(n.get("org"))
-        if _is_draft(n) and reader_org is not None and reader_org != org:
-            continue
-        kept[nid] = n
-        votes = n.get("votes")
-        notes.append(
-            Note(
-                nid,
-                _str(n.get("block")),
-                _str(n.get("text")),
-                org,
-                _str(n.get("author")),
-                _str(n.get("author_name")),
-                _str(n.get("color")),
-                _fraction(n.get("x")),
-                _fraction(n.get("y")),
-                _num(n.get("created_at")),
-                dict(votes) if isinstance(votes, dict) else {},
-                _is_draft(n),
-            )
-        )
-    notes.sort(key=lambda n: (rank.get(n.block, len(rank)), n.y, n.x, n.id))
-    raw = {name: root(name) for name in CORE}
-    raw["notes"] = kept
+    shared = {nid: n for nid, n in root("notes").items() if isinstance(n, dict)}
+    own = {nid: n for nid, n in (drafts or {}).items() if isinstance(n, dict) and nid not in shared}
+    notes = [_note(nid, n, False) for nid, n in shared.items()]
+    notes += [_note(nid, n, True) for nid, n in own.items()]
+    notes.sort(key=lambda n: (rank.get(n.block, len(rank)), n.draft, n.y, n.x, n.id))
     extra = {k: v for k, v in content.items() if k not in CORE}
+    raw = {name: root(name) for name in CORE}
     raw.update(extra)
+    if own:
+        raw["drafts"] = own
     return Board(
         _str(meta.get("title"), "Canvas"),
         _str(meta.get("template")),

@@ -16,7 +16,9 @@ from .ui import add_note, note, note_text, wait_connected
 pytestmark = pytest.mark.e2e
 
 
-def test_download_every_export_from_the_menu(make_canvas, open_page, screenshots_dir: Path, tmp_path: Path):
+def test_download_every_export_from_the_menu(
+    make_canvas, open_page, screenshots_dir: Path, tmp_path: Path
+):
     canvas = make_canvas("partner-co-creation", ("Acme Corp", "Beta Labs"), title="Export me")
     ann = open_page(canvas, canvas.token("Ann", "Acme Corp"))
     wait_connected(ann)
@@ -97,7 +99,9 @@ def test_save_change_diff_view_and_restore(make_canvas, open_page, screenshots_d
     expect(note(bob, second)).to_have_count(0)
     expect(note(fay, second)).to_have_count(0)
     expect(note_text(bob, first)).to_have_value("Chargers are broken")
-    expect(panel.locator("li.version.automatic")).to_contain_text("before restoring “after round 1”")
+    expect(panel.locator("li.version.automatic")).to_contain_text(
+        "before restoring “after round 1”"
+    )
     fay.screenshot(path=str(screenshots_dir / "versions-after-restore.png"), full_page=True)
     # And editing goes on.
     third = add_note(bob, "gains", "After the restore")
