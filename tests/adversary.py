@@ -338,6 +338,8 @@ class Client:
             return CloseSession(self.session.close_code or 0, "already closed")
         try:
             await self.room.receive(self.session, frame)
+            # Broadcasts are released once durable (server/pipeline.py): wait for this one's.
+            await self.room.pipeline.drained()
         except CloseSession as exc:
             self.session.close(exc.code, exc.reason)
             self.room.leave(self.session)

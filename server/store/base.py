@@ -13,6 +13,7 @@ The store knows nothing of Yjs: merging is a function handed in by the caller.
 from __future__ import annotations
 
 import abc
+import asyncio
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -220,6 +221,17 @@ class DocumentLog(abc.ABC):
         Returns only once the write is committed; concurrent appends share one commit.
         Raises CanvasNotFound when the canvas does not exist.
         """
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
+        """:meth:`append` without waiting: the future resolves once the write is committed.
+
+        The room's pipeline (server/pipeline.py) keeps many appends of one canvas in flight and
+        releases each broadcast when its future does. Stores with a write queue override this
+        to enqueue directly; this fallback runs :meth:`append` as a task.
+        """
+        return asyncio.ensure_future(self.append(canvas_id, update, audit))
 
     @abc.abstractmethod
     async def load(self, canvas_id: str) -> StoredDoc | None:

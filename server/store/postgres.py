@@ -398,13 +398,18 @@ class PostgresStore(Store):
     # -- the document: group-committed appends ------------------------------------------------
 
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
+        return await self.append_nowait(canvas_id, update, audit)
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
         if self._closing or self._flusher is None or self._flusher.done():
             raise StoreError("store is closed")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(canvas_id, update, audit, future))
         if not self._wake.is_set():
             self._wake.set()
-        return await future
+        return future
 
     async def _flush_loop(self) -> None:
         while True:

@@ -507,9 +507,10 @@ class SQLiteStore(Store):
         self.commits += 1
         return results, True
 
-    async def _write(
+    def _submit(
         self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, nbytes: int = -1
-    ) -> T:
+    ) -> asyncio.Future[T]:
+        """Queue one operation for the writer thread; the future resolves after its commit."""
         if self._writer is None:
             raise StoreError("store is closed")
         if self._failed is not None:
@@ -520,6 +521,12 @@ class SQLiteStore(Store):
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._enqueued += 1
         self._queue.put(_Op(fn, future, atomic, nbytes))
+        return future
+
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, nbytes: int = -1
+    ) -> T:
+        future = self._submit(fn, atomic=atomic, nbytes=nbytes)
         try:
             return await future
         except sqlite3.Error as exc:  # e.g. a duplicate id: the interface speaks StoreError
@@ -613,6 +620,16 @@ class SQLiteStore(Store):
     # -- the document -------------------------------------------------------------------
 
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
+        try:
+            return await self.append_nowait(canvas_id, update, audit)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
+        """Queue the append; the future resolves once its batch is committed. A failure may be
+        an sqlite3.Error as well as a StoreError (callers treat both as the store's)."""
         now = time.time()
 
         def fn(c: sqlite3.Connection) -> int:
@@ -645,7 +662,7 @@ class SQLiteStore(Store):
             assert rowid is not None
             return rowid
 
-        return await self._write(fn, atomic=True, nbytes=len(update))
+        return self._submit(fn, atomic=True, nbytes=len(update))
 
     @staticmethod
     def _load(c: sqlite3.Connection, canvas_id: str) -> StoredDoc | None:

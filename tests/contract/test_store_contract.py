@@ -270,6 +270,21 @@ async def test_append_to_missing_canvas_fails_alone(store: Store) -> None:
     assert doc is not None and notes_of(doc.parts()) == author.expected()
 
 
+async def test_appends_queued_without_waiting_commit_in_one_go(store: Store) -> None:
+    """append_nowait (the room's pipeline): many appends in flight at once, each future resolves
+    once committed, in the order queued; a missing canvas fails its own future only."""
+    author = Author()
+    await store.create_canvas(canvas("c"), None)
+    futures = [store.append_nowait("c", author.edit(f"n{i}", f"note {i}")) for i in range(50)]
+    lost = store.append_nowait("nope", b"\x00\x00")
+    ids = await asyncio.gather(*futures)
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    with pytest.raises(CanvasNotFound):
+        await lost
+    doc = await store.load("c")
+    assert doc is not None and notes_of(doc.parts()) == author.expected()
+
+
 async def test_concurrent_appends_all_commit(make_store: StoreFactory) -> None:
     a, b = await make_store(), await make_store()
     authors = {cid: Author() for cid in ("c1", "c2", "c3")}
