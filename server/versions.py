@@ -125,7 +125,10 @@ async def restore_in_place(store: Store, room: Room, version_id: int, who: Who) 
     listed = {v.id: v for v in await store.list_versions(canvas_id)}
     name = listed[version_id].name if version_id in listed else str(version_id)
     # Not save_automatic: a restore whose backup cannot be kept would lose the present, so
-    # it is refused (VersionLimit) rather than done without one.
+    # it is refused (VersionLimit) rather than done without one. The backup is the canvas as
+    # it was when the restore was asked; an edit arriving while it is being saved (a few
+    # milliseconds) is overwritten like any edit in flight when a restore lands, and stays in
+    # the document's history.
     backup = await store.save_version(
         canvas_id, f"before restoring “{name}”", room.doc.get_update(), SERVER_OWNER
     )
