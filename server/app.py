@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import closecodes, ws
-from .api import canvases, errors, favicon, health, partners
+from .api import canvases, contribution, errors, favicon, health, partners
 from .auth import Tokens, check_admin_token, load_or_create_secret
 from .broker import open_broker
 from .config import Settings
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(canvases.router)
     app.include_router(partners.router)
+    app.include_router(contribution.router)
     if settings.test_hooks:
         from .api import testhooks
 

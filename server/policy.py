@@ -38,6 +38,7 @@ from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
 from .canvas.schema import ROOTS
+from .fit_policy import FitRules
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
@@ -45,6 +46,7 @@ from .store.base import AuditEntry
 log = logging.getLogger("cocanvas.policy")
 
 STAMPED = ("org", "author", "author_name")
+FIT_RULED = frozenset(("links", "exchange"))  # judged by fit_policy.FitRules
 MOVE_FIELDS = frozenset(("block", "x", "y"))
 
 # (root, path below the root, changed map keys -> action, or None for a text/array change)
@@ -382,11 +384,22 @@ class _Rules:
         self.notes = gate._roots["notes"]
         self.blocks_before = gate.mirror["blocks"]
         self.notes_before = gate.mirror["notes"]
+        self.fit = FitRules(
+            roots=gate._roots,
+            mirror=gate.mirror,
+            identity=identity,
+            decision=decision,
+            protect=self.protect,
+            locked=self._locked,
+            now=gate.clock(),
+        )
 
     def judge(self, changes: list[Change]) -> None:
         inside = _NoteChanges()
         for root, path, keys in changes:
-            if root != "notes":
+            if root in FIT_RULED:
+                self.fit.record(root, path, keys)
+            elif root != "notes":
                 self._other_root(root, path, keys)
             elif not path:
                 inside.replaced.update((keys or {}).keys())
@@ -400,6 +413,18 @@ class _Rules:
             self._note_fields(
                 nid, inside.fields(nid), nid in inside.text, inside.votes.get(nid, set())
             )
+        self._fit_notes(inside)  # last: its fix must see the notes' own corrections
+
+    def _fit_notes(self, inside: _NoteChanges) -> None:
+        """Fit links and arrows are judged last, in the correction transaction (fit_policy.py):
+        whether a link's ends exist depends on the notes' own corrections."""
+        for nid in inside.replaced:
+            self.fit.note_changed(nid)
+        for nid, fields in inside.keys.items():
+            if "block" in fields or "partner_org" in fields:
+                self.fit.note_changed(nid)
+        if self.fit.pending():
+            self.d.fixes.append(self.fit.fix)
 
     # -- notes ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from server import protocol
 from server import yupdate as y
 from server.broker.memory import MemoryBroker
 from server.canvas import templates
+from server.canvas.schema import ROOTS
 from server.closecodes import CloseSession
 from server.policy import PolicyGate
 from server.protocol import Kind
@@ -47,8 +48,6 @@ from server.store.sqlite import SQLiteStore
 from tests import yenc
 
 T = TypeVar("T")
-
-ROOTS = ("meta", "blocks", "notes", "orgs")
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
 EA = Identity("u_ea", "Ann", "a", "editor")
