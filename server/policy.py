@@ -18,7 +18,10 @@ facilitators may change it):
 * a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
   or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
   organizations and meta; facilitators may do anything;
-* roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs``) are refused for everyone.
+* fit links and value-exchange arrows are judged by ``fit_policy.FitRules``, last, in the same
+  correction transaction (a link's ends depend on the notes' corrections); overlap marks are
+  the facilitator's, like blocks;
+* roots outside the schema (``canvas/schema.py``'s ``ROOTS``) are refused for everyone.
 
 Everything here runs after ``server/vouch.py`` has accepted the update's structure (owned client
 ids, nothing pending, no deletes of missing clocks, schema types only, bounded size), so a rule

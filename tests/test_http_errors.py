@@ -23,7 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, deps, health, partners
+from server.api import canvases, contribution, deps, health, partners
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -338,6 +338,7 @@ def _expected_statuses(route: Any) -> set[int]:
 def test_every_route_declares_the_statuses_it_can_answer() -> None:
     schema = _schema()
     routes = [*canvases.router.routes, *partners.router.routes, *health.router.routes]
+    routes += contribution.router.routes
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     seen = set()
     for route in routes:
