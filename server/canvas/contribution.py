@@ -11,8 +11,10 @@ same input, and tests can check it cell by cell.
   and the blocks' kinds fit; the kind is recomputed, never read from the client's link).
 
 A note contributes for the organization whose offer it is: a key partner note naming an
-organization (``partner_org``) for that one; a note in a partner's own value map for that
-partner, whoever typed it; else its author's organization (the note's ``org`` stamp).
+organization (``partner_org``) for that one; else its author's organization (the note's ``org``,
+stamped from the token), and a facilitator's note without one for the partner whose value map
+holds it. A partner's note put in another partner's value map still counts for its author, so
+nobody can make a competitor appear to offer what it does not.
 """
 
 from __future__ import annotations
@@ -70,11 +72,12 @@ def contributor(note: Mapping[str, Any], blocks: Mapping[str, Any], orgs: Mappin
     named = note.get(fit.PARTNER_ORG)
     if block.get("kind") == fit.KEY_PARTNERS and isinstance(named, str) and named in orgs:
         return named
-    owner = block.get("org")
-    if isinstance(owner, str) and owner in orgs:
-        return owner
     org = note.get("org")
-    return org if isinstance(org, str) and org in orgs else ""
+    org = org if isinstance(org, str) and org in orgs else ""
+    owner = block.get("org")
+    if isinstance(owner, str) and owner in orgs and org in ("", owner):
+        return owner
+    return org
 
 
 def _plural(n: int, label: str) -> str:
