@@ -19,6 +19,7 @@ import {
 } from './connection'
 import { chooseDialog, confirmDialog } from './dialogs'
 import { h, setAttr, setText } from './dom'
+import { FitView } from './fitview'
 import { InvitePanel } from './invites'
 import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type NoteInfo } from './model'
 import { addNote, deleteNote, moveNote, setBlockLock } from './notes'
@@ -89,6 +90,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
   private peopleSignature = ''
+  private readonly fit: FitView
 
   constructor(
     root: HTMLElement,
@@ -129,6 +131,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
         h('li', {}, 'Enter (on a note): edit; Escape: stop editing'),
         h('li', {}, 'M: move note to another block; Alt+arrows: move to next / previous block'),
         h('li', {}, 'Delete: delete note (asks first)'),
+        h('li', {}, 'L (on a product, pain reliever or gain creator): link it to the job, pain or gain it addresses'),
         h('li', {}, 'Ctrl+Z / Ctrl+Shift+Z: undo / redo your own changes'),
       ),
     )
@@ -146,6 +149,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
     })
     this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
+    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el)
+    // Fit across partners (fitview.ts): links drawn over the board, the contribution map, the value exchange.
+    this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
+    this.cleanups.push(() => this.fit.destroy())
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
     root.replaceChildren(
@@ -170,13 +177,14 @@ class LiveCanvas implements CanvasPage, BoardHost {
           this.undoBtn,
           this.redoBtn,
           outlineToggle,
+          this.fit.toggle,
           h('label', { class: 'check' }, announceBox, ' Announce who joins and leaves'),
           help,
         ),
         h(
           'div',
           { class: 'workspace' },
-          h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el),
+          boardWrap,
           h(
             'aside',
             { class: 'sidebar', 'aria-label': 'People and tools' },
@@ -185,6 +193,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
             this.invitePanel?.el ?? null,
           ),
         ),
+        this.fit.el,
         liveRegion,
       ),
     )
