@@ -77,6 +77,10 @@ export function edgePoint(a: Box, b: Box): { x: number; y: number } {
 export class FitView {
   readonly toggle: HTMLButtonElement
   readonly el: HTMLElement
+  /** The links as a list for the outline view (canvaspage appends it after the notes). */
+  readonly outlineSection: HTMLElement
+  private readonly outlineList: HTMLElement
+  private cached: ReturnType<FitView['readState']> | null = null
   private readonly f: FitDoc
   private readonly overlay: SVGSVGElement
   private readonly lineLayer: SVGGElement
@@ -103,6 +107,8 @@ export class FitView {
     this.exchangeEl = h('div', { class: 'exchange', id: 'value-exchange' })
     this.linksEl = h('ul', { class: 'fit-links', id: 'fit-links' })
     this.live = h('div', { class: 'visually-hidden', 'aria-live': 'polite' })
+    this.outlineList = h('ul', { class: 'outline-notes outline-links' })
+    this.outlineSection = h('section', { class: 'outline-fit', 'aria-labelledby': 'outline-links-heading' }, h('h3', { id: 'outline-links-heading' }, 'Fit links'), this.outlineList)
     this.el = h(
       'section',
       { class: 'fit-view', id: 'fit-view', hidden: true, 'aria-labelledby': 'fit-heading' },
@@ -142,6 +148,8 @@ export class FitView {
 
     const onChange = (): void => {
       this.signature = ''
+      this.cached = null
+      this.renderOutlineLinks()
       if (!this.el.hidden) this.renderPanels()
     }
     const maps = [this.f.links, this.f.exchange, this.f.overlaps, host.cdoc.notes, host.cdoc.blocks, host.cdoc.orgs]
@@ -164,11 +172,18 @@ export class FitView {
     }
     this.raf = requestAnimationFrame(frame)
     this.cleanups.push(() => cancelAnimationFrame(this.raf))
+    this.renderOutlineLinks()
   }
 
   // --- what the doc says ----------------------------------------------------------------
 
-  private state() {
+  private state(): ReturnType<FitView['readState']> {
+    // Read once per document change, not once per animation frame.
+    this.cached ??= this.readState()
+    return this.cached
+  }
+
+  private readState() {
     const notes = new Map(allNotes(this.host.cdoc).map((n) => [n.id, n]))
     const blocks = new Map(allBlocks(this.host.cdoc).map((b) => [b.id, b]))
     const links = liveLinks(readLinks(this.f), notes, blocks)
@@ -373,6 +388,15 @@ export class FitView {
     this.renderExchange()
     if (this.fetchTimer) clearTimeout(this.fetchTimer)
     this.fetchTimer = setTimeout(() => void this.refreshMap(), 150)
+  }
+
+  private renderOutlineLinks(): void {
+    const { notes, links, orgs } = this.state()
+    this.outlineList.replaceChildren(
+      ...(links.length
+        ? links.map((l) => h('li', { 'data-link-id': l.id }, this.linkLabel(l, notes), ' — ', h('span', { class: 'outline-author' }, orgLabel(orgs, l.org).name)))
+        : [h('li', { class: 'outline-empty' }, 'No links yet')]),
+    )
   }
 
   private renderLinks(): void {

@@ -81,6 +81,12 @@ def test_two_partners_link_to_one_pain_and_the_map_shows_overlap_gap_and_exchang
         expect(p.locator(f'line.fit-line[data-from="{arrivals}"]')).to_have_attribute(
             "data-strength", "essential"
         )
+    # The outline lists the links too (for screen readers).
+    ann.get_by_role("button", name="Outline view").click()
+    expect(ann.locator("#outline .outline-links li[data-link-id]")).to_have_count(2)
+    expect(ann.locator("#outline .outline-links")).to_contain_text(
+        "Live arrival times relieves Waiting in the cold (essential)"
+    )
     ann.screenshot(path=str(screenshots_dir / "fit-board-ann.png"))
     bob.screenshot(path=str(screenshots_dir / "fit-board-bob.png"))
 
