@@ -18,19 +18,30 @@ removes and which deleted notes it restores. So the whole judgment is one fix, r
   notes are protected or not; every arrow (the facilitator's too) must be valid
   (:func:`fit.exchange_problem`), else it is refused.
 
-A cross-node race (a link accepted on one node while its note is deleted on another) can leave a
-link with a missing end; every reader (the contribution map, the board) ignores such a link.
+A cross-node race (a link accepted on one node while its note is deleted on another) leaves a
+link with a missing end in both nodes' documents, since updates from other nodes are not judged
+again. :class:`DanglingSweep` removes it: the gate pokes it when a change it did not judge itself
+(another node's, a heal) deletes a note or brings a link, and it removes the links whose ends are
+gone as a server change; both nodes may do so, and deleting twice is harmless. Until then every
+reader (the contribution map, the board) ignores such a link.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 from .canvas import fit
+from .room import Room, spawn
 from .session import ROLE_FACILITATOR, Identity
+from .store.base import AuditEntry
+
+log = logging.getLogger("cocanvas.fit")
 
 
 class Decision(Protocol):
@@ -320,3 +331,72 @@ class FitRules:
         assert why is not None
         self._refuse(aid, why)
         self._restore("exchange", aid, before)
+
+
+def dangling_links(doc: Doc) -> list[str]:
+    """Links whose notes are gone, or whose blocks no longer fit."""
+    notes = doc.get("notes", type=Map)
+    blocks = doc.get("blocks", type=Map)
+    out = []
+    for lid, link in doc.get("links", type=Map).items():
+        if not isinstance(link, Map):
+            continue
+        kinds = []
+        for end in fit.LINK_ENDS:
+            nid = link.get(end)
+            note = notes.get(nid) if isinstance(nid, str) else None
+            block = note.get("block") if isinstance(note, Map) else None
+            info = blocks.get(block) if isinstance(block, str) else None
+            kind = info.get("kind") if isinstance(info, Map) else None
+            kinds.append(kind if isinstance(kind, str) else None)
+        if fit.link_kind(kinds[0], kinds[1]) is None:
+            out.append(str(lid))
+    return out
+
+
+class DanglingSweep:
+    """Removes links left dangling by changes no gate judged (another node's, a heal)."""
+
+    def __init__(self, canvas_id: str) -> None:
+        self.canvas_id = canvas_id
+        self.room: Room | None = None
+        self._pending = False
+
+    def poke(self) -> None:
+        """Called from the gate's observer, inside the transaction: look once it is over."""
+        if self._pending or self.room is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pending = True
+        loop.call_soon(self._start)
+
+    def _start(self) -> None:
+        self._pending = False
+        room = self.room
+        if room is not None and not room.closed and dangling_links(room.doc):
+            spawn(self._sweep(room))
+
+    async def _sweep(self, room: Room) -> None:
+        gone = dangling_links(room.doc)
+        if not gone or room.closed:
+            return
+
+        def change(doc: Doc) -> None:
+            links = doc.get("links", type=Map)
+            for lid in dangling_links(doc):
+                del links[lid]
+
+        now = time.time()
+        audit = [
+            AuditEntry(
+                self.canvas_id, now, "server", "Server", "", "unlink", lid, "a linked note is gone"
+            )
+            for lid in gone
+        ]
+        try:
+            await room.apply_server_change(change, audit)
+        except Exception:  # the room closes or heals on its own; the next poke tries again
+            log.exception("could not remove dangling links on %s", self.canvas_id)

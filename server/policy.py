@@ -41,7 +41,7 @@ from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
 from .canvas.schema import ROOTS
-from .fit_policy import FitRules
+from .fit_policy import DanglingSweep, FitRules
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
@@ -139,11 +139,13 @@ class PolicyGate(UpdateGate):
         self._recording = False
         self._changes: list[Change] = []
         self._unknown_touched = False
+        self._sweep = DanglingSweep(canvas_id)  # links left by other nodes' changes (fit_policy)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def attach(self, room: Room) -> None:
         self.room = room
+        self._sweep.room = room
         doc = room.doc
         for name in ROOTS:
             root = doc.get(name, type=Map)
@@ -160,6 +162,7 @@ class PolicyGate(UpdateGate):
         self._subs.clear()
         self._unknown.clear()
         self.room = None
+        self._sweep.room = None
 
     def _observer(self, root: str) -> Callable[[list[Any]], None]:
         dirty = self._dirty[root]
@@ -182,6 +185,8 @@ class PolicyGate(UpdateGate):
                         dirty.add(str(path[0]))
                     elif isinstance(keys, dict):
                         dirty.update(keys)
+                        if _may_dangle(root, keys):
+                            self._sweep.poke()
             except Exception:
                 log.exception("policy observer failed on %s", self.canvas_id)
 
@@ -325,6 +330,13 @@ class PolicyGate(UpdateGate):
     def protect_notes(self) -> bool:
         value = self.mirror["meta"].get("protect_notes")
         return value if isinstance(value, bool) else self.protect_default
+
+
+def _may_dangle(root: str, keys: dict[str, Any]) -> bool:
+    """A change the gate did not judge deleted a note or brought a link (fit_policy)."""
+    if root == "notes":
+        return any(c.get("action") == "delete" for c in keys.values())
+    return root == "links" and any(c.get("action") != "delete" for c in keys.values())
 
 
 def _delete_key(container: Map, key: str) -> None:

@@ -401,3 +401,56 @@ async def _run(tmp: Path, row: Row) -> None:
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_fit_rule(row: Row, tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(_run(tmp_path, row))
+
+
+# -- a race across two nodes --------------------------------------------------------------------
+
+
+async def _until(ok: Callable[[], bool], clients: list[Client], within: float = 5.0) -> None:
+    """Let the nodes exchange what they publish, and every client read it, until ``ok``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not ok():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met"
+        await asyncio.sleep(0.005)
+        for c in clients:
+            await c.pump()
+
+
+async def _race(tmp: Path) -> None:
+    async with canvas_rooms(tmp, orgs=("Alpha", "Beta"), nodes=2) as [node0, node1]:
+        fac = Client("fac", FAC, 1001, node1)
+        ann = Client("ann", ANN, 1002, node0)
+        bob = Client("bob", BOB, 1003, node0)
+        clients = [fac, ann, bob]
+        for c in clients:
+            await c.connect()
+        await fac.send_update(fac.local(put("notes", "p1", note("pains", "Cold"))))
+        await ann.send_update(
+            ann.local(put("notes", "ar", note("alpha:pain-relievers", "Shelter")))
+        )
+        await _until(lambda: "ar" in ann.json()["notes"] and "p1" in ann.json()["notes"], clients)
+        await _until(lambda: "ar" in fac.json()["notes"], clients)
+
+        # Both nodes admit at once: node 1 the deletion of the pain, node 0 Ann's link to it.
+        deletion = fac.local(drop("notes", "p1"))
+        linking = ann.local(put("links", "L", link("ar", "p1")))
+        await asyncio.gather(fac.send_update(deletion), ann.send_update(linking))
+        # Whichever node notices first removes the link: it goes for everyone, and from the store.
+        rooms = [node0, node1]
+        await _until(
+            lambda: (
+                all("p1" not in json_of(r.doc)["notes"] for r in rooms)
+                and all(json_of(r.doc)["links"] == {} for r in rooms)
+                and all(c.json()["links"] == {} for c in clients)
+            ),
+            clients,
+        )
+        stored = await node0.store.load("c")
+        assert stored is not None and doc_json(stored.parts())["links"] == {}
+        assert ann.denials == [] and all(not c.closes for c in clients)
+
+
+def test_a_link_racing_its_notes_deletion_on_another_node_goes(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    loop.run_until_complete(_race(tmp_path))
