@@ -3,6 +3,7 @@
 // to drag a link from, "L" on a focused note to link from the keyboard, and a view with the
 // contribution map (from the server), the partners' value exchange and the list of links.
 import './fit.css'
+import * as Y from 'yjs'
 import { excerpt } from './a11y'
 import { NEUTRAL_COLOR } from './colors'
 import { chooseDialog } from './dialogs'
@@ -33,7 +34,7 @@ import {
   type Strength,
 } from './fitmodel'
 import { allBlocks, allNotes, allOrgs, orgLabel, type CanvasDoc, type NoteInfo } from './model'
-import type { Claims } from './session'
+import { mayEditNote, type Claims } from './session'
 
 export interface FitHost {
   readonly cdoc: CanvasDoc
@@ -47,6 +48,13 @@ export interface FitHost {
 }
 
 const SVG = 'http://www.w3.org/2000/svg'
+const ROW_LABELS: Readonly<Record<string, string>> = {
+  jobs: 'job',
+  pains: 'pain',
+  gains: 'gain',
+  'key-resources': 'key resource',
+  'key-activities': 'key activity',
+}
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number> = {}): SVGElementTagNameMap[K] {
   const el = document.createElementNS(SVG, tag)
@@ -91,6 +99,7 @@ export class FitView {
   private readonly mapEl: HTMLElement
   private readonly exchangeEl: HTMLElement
   private readonly linksEl: HTMLElement
+  private readonly partnersEl: HTMLElement
   private readonly highlight = new Set<string>()
   private highlightRow: string | null = null
   private signature = ''
@@ -106,6 +115,7 @@ export class FitView {
     this.mapEl = h('div', { class: 'contribution', id: 'contribution' })
     this.exchangeEl = h('div', { class: 'exchange', id: 'value-exchange' })
     this.linksEl = h('ul', { class: 'fit-links', id: 'fit-links' })
+    this.partnersEl = h('section', { class: 'key-partners', 'aria-labelledby': 'key-partners-heading', hidden: true })
     this.live = h('div', { class: 'visually-hidden', 'aria-live': 'polite' })
     this.outlineList = h('ul', { class: 'outline-notes outline-links' })
     this.outlineSection = h('section', { class: 'outline-fit', 'aria-labelledby': 'outline-links-heading' }, h('h3', { id: 'outline-links-heading' }, 'Fit links'), this.outlineList)
@@ -119,6 +129,7 @@ export class FitView {
         h('section', { 'aria-labelledby': 'contribution-heading' }, h('h3', { id: 'contribution-heading' }, 'Contribution map'), this.mapEl),
         h('section', { 'aria-labelledby': 'exchange-heading' }, h('h3', { id: 'exchange-heading' }, 'Value exchange'), this.exchangeEl),
       ),
+      this.partnersEl,
       h('section', { 'aria-labelledby': 'links-heading' }, h('h3', { id: 'links-heading' }, 'Links'), this.linksEl),
       this.live,
     )
@@ -385,6 +396,7 @@ export class FitView {
 
   private renderPanels(): void {
     this.renderLinks()
+    this.renderKeyPartners()
     this.renderExchange()
     if (this.fetchTimer) clearTimeout(this.fetchTimer)
     this.fetchTimer = setTimeout(() => void this.refreshMap(), 150)
@@ -422,6 +434,37 @@ export class FitView {
     )
   }
 
+  /** Business Model Canvas: a Key Partners note may name one of the canvas's organizations. */
+  private renderKeyPartners(): void {
+    const { notes, blocks, orgs } = this.state()
+    const keyPartners = [...notes.values()].filter((n) => blocks.get(n.block)?.kind === 'key-partners')
+    this.partnersEl.hidden = keyPartners.length === 0
+    if (!keyPartners.length) return
+    const protect = this.host.protectNotes()
+    const entry = (id: string): Y.Map<unknown> | null => {
+      const v = this.host.cdoc.notes.get(id)
+      return v instanceof Y.Map ? (v as Y.Map<unknown>) : null
+    }
+    const named = (id: string): string => {
+      const v = entry(id)?.get('partner_org')
+      return typeof v === 'string' ? v : ''
+    }
+    const rows = keyPartners.map((n) => {
+      const select = h('select', { 'aria-label': `Organization of the key partner “${excerpt(n.text, 40)}”`, 'data-note-id': n.id })
+      for (const [id, o] of [['', { name: 'not on this canvas' }] as const, ...orgs]) {
+        const opt = h('option', { value: id }, o.name)
+        opt.selected = named(n.id) === id
+        select.append(opt)
+      }
+      select.disabled = !mayEditNote(this.host.me, n, blocks.get(n.block), protect)
+      select.addEventListener('change', () => {
+        this.host.cdoc.doc.transact(() => entry(n.id)?.set('partner_org', select.value), this.host.origin)
+      })
+      return h('li', {}, excerpt(n.text, 60) || '(empty note)', ' — ', select)
+    })
+    this.partnersEl.replaceChildren(h('h3', { id: 'key-partners-heading' }, 'Key partners on this canvas'), h('ul', {}, ...rows))
+  }
+
   private async refreshMap(): Promise<void> {
     const seq = ++this.fetchSeq
     try {
@@ -443,7 +486,7 @@ export class FitView {
           : r.status === 'overlap'
             ? h('span', { class: 'tag tag-overlap' }, r.overlap ? `overlap: ${r.overlap}` : 'overlap')
             : null
-      const rowHead = h('th', { scope: 'row' }, h('span', { class: 'row-kind' }, r.kind), ' ', r.text || '(empty note)', ' ', status)
+      const rowHead = h('th', { scope: 'row' }, h('span', { class: 'row-kind' }, ROW_LABELS[r.kind] ?? r.kind), ' ', r.text || '(empty note)', ' ', status)
       if (facilitator && r.status === 'overlap') {
         const select = h('select', { 'aria-label': `Mark the overlap on “${excerpt(r.text, 40)}”`, class: 'overlap-mark' })
         for (const v of ['', ...OVERLAP_MARKS]) {
@@ -469,7 +512,7 @@ export class FitView {
     const coverage = h('ul', { class: 'fit-coverage' }, ...map.coverage.map((c) => h('li', { 'data-kind': c.kind }, c.sentence)))
     const gaps = map.gaps.length
       ? h('p', { class: 'fit-gaps' }, h('strong', {}, 'Gaps (most voted first): '), map.gaps.map((g) => texts.get(g) || '(empty note)').join(' · '))
-      : h('p', { class: 'fit-gaps' }, 'No gaps: every job, pain and gain is addressed.')
+      : h('p', { class: 'fit-gaps' }, 'No gaps: every row is addressed.')
     const partners = h('ul', { class: 'fit-partners' }, ...map.partners.map((p) => h('li', { 'data-org': p.org }, p.sentence)))
     this.mapEl.replaceChildren(
       map.rows.length ? table : h('p', { class: 'muted' }, 'Add the customer’s jobs, pains and gains to see who addresses them.'),

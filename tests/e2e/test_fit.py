@@ -150,3 +150,30 @@ def test_two_partners_link_to_one_pain_and_the_map_shows_overlap_gap_and_exchang
         expect(lines(p, cold)).to_have_count(1)
     for p in (fac, ann, bob, gus):
         assert p.errors == [], p.errors
+
+
+def test_business_model_key_partner_names_an_organization_that_provides_a_resource(
+    make_canvas, open_page, screenshots_dir: Path
+) -> None:
+    canvas: Canvas = make_canvas("business-model", orgs=("Transit Co", "Energy Co"))
+    energy = canvas.org_id("Energy Co")
+    fac = open_page(canvas, canvas.facilitator_token)
+    wait_connected(fac)
+    partner = add_note(fac, "key-partners", "Electricity supplier")
+    resource = add_note(fac, "key-resources", "Charging network")
+    open_fit(fac)
+    fac.get_by_label("Organization of the key partner “Electricity supplier”").select_option(
+        label="Energy Co"
+    )
+    note(fac, partner).focus()
+    fac.keyboard.press("l")
+    fac.get_by_role("dialog").get_by_role("button", name="Key Resources: Charging network").click()
+    fac.get_by_role("dialog").get_by_role("button", name="Essential").click()
+    expect(fac.locator(f'line.fit-line[data-to="{resource}"]')).to_have_count(1)
+    row = fac.locator(f'table.contribution-map tr[data-row="{resource}"]')
+    expect(row.locator(f'td[data-org="{energy}"]')).to_have_text("★ Electricity supplier")
+    expect(fac.locator(".fit-coverage li[data-kind=key-resources]")).to_have_text(
+        "1 of 1 key resource provided, 1 essential one by only one partner"
+    )
+    fac.screenshot(path=str(screenshots_dir / "fit-business-model.png"), full_page=True)
+    assert fac.errors == []
