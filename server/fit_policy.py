@@ -84,6 +84,12 @@ class FitRules:
         self.writer = identity.can_write
         self.touched: dict[str, set[str]] = {"links": set(), "exchange": set()}
         self.notes: set[str] = set()  # notes deleted, replaced or moved
+        # Read once per fix (an update may bring thousands of links): blocks and organizations
+        # as the fix starts (only facilitators change them, and are never refused), and the
+        # (from, to) pairs already linked, so a duplicate is found without a scan.
+        self._blocks_now: dict[str, Any] = {}
+        self._orgs_now: dict[str, Any] = {}
+        self._claimed: dict[tuple[Any, Any], str] = {}
 
     # -- collecting ---------------------------------------------------------------------------
 
@@ -113,6 +119,16 @@ class FitRules:
     # -- judging (inside the correction transaction) ------------------------------------------
 
     def fix(self) -> None:
+        self._blocks_now = (
+            self.mirror["blocks"] if not self.facilitator else self._current("blocks")
+        )
+        self._orgs_now = self._current("orgs")
+        links_now = self.roots["links"]
+        self._claimed = {
+            (link.get("from"), link.get("to")): lid
+            for lid, link in self.mirror["links"].items()
+            if isinstance(link, dict) and lid in links_now
+        }
         for nid in sorted(self.notes):
             self._partner_org(nid)
         for lid in sorted(self.touched["links"]):
@@ -127,11 +143,11 @@ class FitRules:
         if not isinstance(note, Map) or fit.PARTNER_ORG not in note:
             return
         value = note.get(fit.PARTNER_ORG)
-        if value == "" or (isinstance(value, str) and value in self._current("orgs")):
+        if value == "" or (isinstance(value, str) and value in self._orgs_now):
             return
         self._refuse(nid, f"{fit.PARTNER_ORG} names one of the canvas's organizations")
         old = (self.mirror["notes"].get(nid) or {}).get(fit.PARTNER_ORG)
-        if isinstance(old, str) and (old == "" or old in self._current("orgs")):
+        if isinstance(old, str) and (old == "" or old in self._orgs_now):
             note[fit.PARTNER_ORG] = old
         else:
             del note[fit.PARTNER_ORG]
@@ -159,8 +175,7 @@ class FitRules:
         return fit.block_kind(self._blocks(), note.get("block"))
 
     def _blocks(self) -> dict[str, Any]:
-        # Only facilitators change blocks, and they are never refused: the document is the truth.
-        return self.mirror["blocks"] if not self.facilitator else self._current("blocks")
+        return self._blocks_now
 
     def _current(self, root: str) -> dict[str, Any]:
         out = self.roots[root].to_py()
@@ -196,13 +211,8 @@ class FitRules:
                     return f"block {n.get('block')} is locked"
             if self.protect and source.get("org", "") != self.me.org_id:
                 return "a link starts at one of your organization's notes"
-        for other_id, other in self._current("links").items():
-            if (
-                other_id != lid
-                and isinstance(other, dict)
-                and (other.get("from"), other.get("to")) == (link.get("from"), link.get("to"))
-            ):
-                return "these notes are already linked"
+        if self._claimed.get((link.get("from"), link.get("to")), lid) != lid:
+            return "these notes are already linked"
         return None
 
     def _link(self, lid: str) -> None:
@@ -217,6 +227,7 @@ class FitRules:
             if why is not None:
                 self._refuse(lid, why)
                 self._restore("links", lid, before)
+                self._claimed.setdefault((before.get("from"), before.get("to")), lid)
             else:
                 self.d.audit.append(("unlink", lid, ""))
             return
@@ -238,6 +249,7 @@ class FitRules:
             self._refuse(lid, why)
             self._restore("links", lid, before)
             return
+        self._claimed[(now.get("from"), now.get("to"))] = lid
         self._stamp_link(lid, current, now, before)
 
     def _stamp_link(
@@ -254,7 +266,7 @@ class FitRules:
         else:
             want.update(author=self.me.user_id, author_name=self.me.name)
             org = now.get("org")
-            if not self.facilitator or not (org == "" or org in self._current("orgs")):
+            if not self.facilitator or not (org == "" or org in self._orgs_now):
                 want["org"] = self.me.org_id
             if not isinstance(now.get("created_at"), (int, float)) or isinstance(
                 now.get("created_at"), bool
@@ -321,7 +333,7 @@ class FitRules:
                 want.update(author=self.me.user_id, author_name=self.me.name)
                 if not self.facilitator:
                     want["from_org"] = self.me.org_id
-            why = fit.exchange_problem({**now, **want}, self._current("orgs"))
+            why = fit.exchange_problem({**now, **want}, self._orgs_now)
             if why is None:
                 for k, v in want.items():
                     if now.get(k) != v:
