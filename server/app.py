@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import closecodes, ws
-from .api import canvases, errors, exports, favicon, health, partners, versions
+from .api import canvases, contribution, errors, exports, favicon, health, partners, versions
 from .auth import Tokens, check_admin_token, load_or_create_secret
 from .broker import open_broker
 from .config import Settings
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(partners.router)
     app.include_router(exports.router)
     app.include_router(versions.router)
+    app.include_router(contribution.router)
     if settings.test_hooks:
         from .api import testhooks
 

@@ -23,7 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, deps, exports, health, partners, versions
+from server.api import canvases, contribution, deps, exports, health, partners, versions
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -343,6 +343,7 @@ def test_every_route_declares_the_statuses_it_can_answer() -> None:
         *health.router.routes,
         *exports.router.routes,
         *versions.router.routes,
+        *contribution.router.routes,
     ]
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     seen = set()

@@ -1,8 +1,9 @@
 """The shape of a canvas document, in one place: what may sit where.
 
 Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
-before it is applied), by the policy (its roots) and by the JSON export. The document is four
-root maps; every container is a *class* below, and each says which children it takes:
+before it is applied), by the policy (its roots) and by the JSON export. The document is seven
+root maps (four, plus the three of fit across partners); every container is a *class* below, and
+each says which children it takes:
 
 * ``meta``   – plain values (title, template, created_at, protect_notes, …)
 * ``blocks`` – block id -> Map ``block`` of plain values
@@ -10,6 +11,9 @@ root maps; every container is a *class* below, and each says which children it t
   other tools), ``votes`` a Map ``votes`` of plain values
 * ``orgs``   – org id -> Map ``org`` of plain values
 * ``text``   – a note's Text: characters and formatting marks, nothing embedded
+* ``links``    – link id -> Map ``link`` of plain values (fit links, ``canvas/fit.py``)
+* ``exchange`` – arrow id -> Map ``arrow`` of plain values (the partners' value exchange)
+* ``overlaps`` – row note id -> a plain value (the facilitator's complement/competition mark)
 
 Nothing else: no other roots, no Arrays, no Xml types, no embeds, binaries or subdocuments, and so
 a bounded depth (root, entry, field, leaf). Deleted content (tombstones) may appear anywhere.
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 
 from .. import yupdate as y
 
-ROOTS = ("meta", "blocks", "notes", "orgs")
+FIT_ROOTS = ("links", "exchange", "overlaps")  # fit across partners (canvas/fit.py)
+ROOTS: tuple[str, ...] = ("meta", "blocks", "notes", "orgs", *FIT_ROOTS)
 
 
 def server_client_id() -> int:
@@ -70,6 +75,12 @@ CONTAINERS: dict[str, Container] = {
     "text": Container(sequence=Slot(text=True)),
     "orgs": Container(other=Slot(types={y.MAP: "org"})),
     "org": Container(other=VALUES),
+    # fit across partners (canvas/fit.py)
+    "links": Container(other=Slot(types={y.MAP: "link"})),
+    "link": Container(other=VALUES),
+    "exchange": Container(other=Slot(types={y.MAP: "arrow"})),
+    "arrow": Container(other=VALUES),
+    "overlaps": Container(other=VALUES),
 }
 
 # Root name -> its class (roots are Maps whose class is their name).
