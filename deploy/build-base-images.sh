@@ -20,7 +20,9 @@ WORK=${WORK:-$(mktemp -d)}
 ROOT=$WORK/rootfs
 
 if [ ! -x "$ROOT/usr/bin/python3" ]; then
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    # libcairo2 and fonts-dejavu-core: the PNG and PDF exports (cairosvg).
+    debootstrap --variant=minbase \
+        --include=python3,python3-venv,ca-certificates,libcairo2,fonts-dejavu-core \
         bookworm "$ROOT" "$MIRROR"
 fi
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*

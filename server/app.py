@@ -12,7 +12,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import closecodes, ws
-from .api import canvases, console, errors, favicon, health, partners, workshop
+from .api import (
+    canvases,
+    console,
+    contribution,
+    errors,
+    exports,
+    favicon,
+    health,
+    partners,
+    versions,
+    workshop,
+)
 from .auth import Tokens, check_admin_token, load_or_create_secret
 from .broker import open_broker
 from .config import Settings
@@ -114,6 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(canvases.router)
     app.include_router(partners.router)
+    app.include_router(exports.router)
+    app.include_router(versions.router)
+    app.include_router(contribution.router)
     app.include_router(workshop.router)
     app.include_router(console.router)
     if settings.test_hooks:

@@ -18,10 +18,13 @@ facilitators may change it):
 * a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
   or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
   organizations and meta; facilitators may do anything;
-* roots outside the schema (``meta``, ``blocks``, ``notes``, ``orgs`` and the workshop's) are
-  refused for everyone; the server's own roots (``rounds``, ``timers``, ``stage``) too, whoever
-  writes; comments follow ``server/workshop/comments.py``; a frozen canvas refuses every update
-  before it is applied (``refuse_all``).
+* fit links and value-exchange arrows are judged by ``fit_policy.FitRules``, last, in the same
+  correction transaction (a link's ends depend on the notes' corrections); overlap marks are
+  the facilitator's, like blocks;
+* roots outside the schema (``canvas/schema.py``'s ``ROOTS``) are refused for everyone; the
+  server's own roots (``rounds``, ``timers``, ``stage``) too, whoever writes; comments follow
+  ``server/workshop/comments.py``; a frozen canvas refuses every update before it is applied
+  (``refuse_all``).
 
 Everything here runs after ``server/vouch.py`` has accepted the update's structure (owned client
 ids, nothing pending, no deletes of missing clocks, schema types only, bounded size), so a rule
@@ -41,6 +44,7 @@ from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
 from .canvas.schema import ROOTS, SERVER_ROOTS
+from .fit_policy import DanglingSweep, FitRules
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
@@ -50,6 +54,7 @@ from .workshop import stage
 log = logging.getLogger("cocanvas.policy")
 
 STAMPED = ("org", "author", "author_name")
+FIT_RULED = frozenset(("links", "exchange"))  # judged by fit_policy.FitRules
 MOVE_FIELDS = frozenset(("block", "x", "y"))
 
 # (root, path below the root, changed map keys -> action, or None for a text/array change)
@@ -139,11 +144,13 @@ class PolicyGate(UpdateGate):
         self._recording = False
         self._changes: list[Change] = []
         self._unknown_touched = False
+        self._sweep = DanglingSweep(canvas_id)  # links left by other nodes' changes (fit_policy)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def attach(self, room: Room) -> None:
         self.room = room
+        self._sweep.room = room
         doc = room.doc
         for name in ROOTS:
             root = doc.get(name, type=Map)
@@ -160,6 +167,7 @@ class PolicyGate(UpdateGate):
         self._subs.clear()
         self._unknown.clear()
         self.room = None
+        self._sweep.room = None
 
     def _observer(self, root: str) -> Callable[[list[Any]], None]:
         dirty = self._dirty[root]
@@ -182,6 +190,8 @@ class PolicyGate(UpdateGate):
                         dirty.add(str(path[0]))
                     elif isinstance(keys, dict):
                         dirty.update(keys)
+                        if _may_dangle(root, keys):
+                            self._sweep.poke()
             except Exception:
                 log.exception("policy observer failed on %s", self.canvas_id)
 
@@ -330,6 +340,13 @@ class PolicyGate(UpdateGate):
         return value if isinstance(value, bool) else self.protect_default
 
 
+def _may_dangle(root: str, keys: dict[str, Any]) -> bool:
+    """A change the gate did not judge deleted a note or brought a link (fit_policy)."""
+    if root == "notes":
+        return any(c.get("action") == "delete" for c in keys.values())
+    return root == "links" and any(c.get("action") != "delete" for c in keys.values())
+
+
 def _delete_key(container: Map, key: str) -> None:
     """Delete an entry without reading it (``Map.pop`` converts the value first, which fails
     for types the schema does not have)."""
@@ -390,6 +407,15 @@ class _Rules:
         self.notes = gate._roots["notes"]
         self.blocks_before = gate.mirror["blocks"]
         self.notes_before = gate.mirror["notes"]
+        self.fit = FitRules(
+            roots=gate._roots,
+            mirror=gate.mirror,
+            identity=identity,
+            decision=decision,
+            protect=self.protect,
+            locked=self._locked,
+            now=gate.clock(),
+        )
 
     def judge(self, changes: list[Change]) -> None:
         inside = _NoteChanges()
@@ -400,6 +426,8 @@ class _Rules:
                 comments.append((path, keys))
             elif root in SERVER_ROOTS:
                 self._server_root(root, path, keys)
+            elif root in FIT_RULED:
+                self.fit.record(root, path, keys)
             elif root != "notes":
                 self._other_root(root, path, keys)
             elif not path:
@@ -420,6 +448,7 @@ class _Rules:
             self.d.fixes.append(
                 comment_rules.orphans(self.gate._roots["comments"], self.deleted_notes)
             )
+        self._fit_notes(inside)  # last: its fix must see the notes' own corrections
 
     def _comment_context(self) -> comment_rules.Context:
         return comment_rules.Context(
@@ -438,6 +467,17 @@ class _Rules:
         """Rounds, timers, the stage: written through HTTP routes only, whoever the session."""
         for key, fix in self._restorations(root, path, keys):
             self.d.refuse(key, f"{root} are changed by the server only", fix)
+
+    def _fit_notes(self, inside: _NoteChanges) -> None:
+        """Fit links and arrows are judged last, in the correction transaction (fit_policy.py):
+        whether a link's ends exist depends on the notes' own corrections."""
+        for nid in inside.replaced:
+            self.fit.note_changed(nid)
+        for nid, fields in inside.keys.items():
+            if "block" in fields or "partner_org" in fields:
+                self.fit.note_changed(nid)
+        if self.fit.pending():
+            self.d.fixes.append(self.fit.fix)
 
     # -- notes ------------------------------------------------------------------------------
 

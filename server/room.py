@@ -32,6 +32,7 @@ from .canvas.schema import server_client_id
 from .closecodes import CloseSession
 from .durability import Barrier
 from .healing import Healer
+from .pipeline import Pipeline, PipelineFailed
 from .protocol import Kind
 from .session import (
     REFUSAL_BURST,
@@ -42,7 +43,7 @@ from .session import (
     Identity,
     Session,
 )
-from .store.base import AuditEntry, CanvasNotFound, RoomStore, StoreError
+from .store.base import AuditEntry, CanvasNotFound, RoomStore
 from .vouch import (
     FACILITATOR_BOUNDS,
     PARTICIPANT_BOUNDS,
@@ -211,7 +212,6 @@ class Room(BrokerListener):
         self._compact_updates = compact_updates
         self._compact_bytes = compact_bytes
         self._max_document_bytes = max_document_bytes
-        self._store_retry_s = store_retry_s
         # Presence: stamped, owned, bounded awareness states, coalesced per tick.
         self.presence = Presence(
             canvas_id,
@@ -223,6 +223,15 @@ class Room(BrokerListener):
         )
         # durability barrier: appends in flight, by ticket
         self.durable = Barrier()
+        self.pipeline = Pipeline(
+            lambda update, audit: store.append_nowait(canvas_id, update, audit),
+            self.durable,
+            on_durable=self._durable,
+            on_release=self._released,
+            on_failure=self._store_lost,
+            store_failed=lambda: store.stats().failed is not None,
+            retry_s=store_retry_s,
+        )
         # log size since the last snapshot, to decide compaction
         self.log_count = 0
         self.log_bytes = 0
@@ -416,14 +425,18 @@ class Room(BrokerListener):
             self._learn(admitted.reply)
         if admitted.update is not None:
             net = admitted.update
-            await self._commit(net, admitted.audit, session, frame if net is update else None)
-        if admitted.reply is not None:
+            # Pipelined: released to the others (and the correction to the sender) once durable;
+            # the sender's next frame is read meanwhile.
+            self._relay(net, admitted.audit, session, frame if net is update else None,
+                        admitted.reply)  # fmt: skip
+        elif admitted.reply is not None:
             session.send(protocol.sync_update(admitted.reply))
         if admitted.refusal is not None:
             session.send(protocol.permission_denied(admitted.refusal))
             refused = sum(1 for a in admitted.audit if a.action == "refused")
             if not _spend_refusals(session, max(refused, 1)):
                 raise CloseSession(closecodes.POLICY_VIOLATION, "too many refused changes")
+        await self.pipeline.room_for_more()
         return True
 
     def _hold(self, session: Session, update: bytes, frame: bytes | None) -> None:
@@ -512,22 +525,66 @@ class Room(BrokerListener):
         except (yupdate.UpdateError, ValueError):
             self.vouch.stale = True
 
-    async def _commit(
+    def _relay(
         self,
         update: bytes,
         audit: Sequence[AuditEntry],
         sender: Session | None,
         frame: bytes | None = None,
+        reply: bytes | None = None,
     ) -> None:
-        """Durable first, then every other local session, then the other nodes."""
+        """Hand an applied update to the pipeline: durable first, then (in the room's order)
+        every other local session, the sender's correction, and the other nodes."""
         if self._rebuild_replay is not None:
             self._rebuild_replay.append(update)
-        await self._persist(update, audit)
+        self.doc_bytes += len(update)
+        try:
+            self.pipeline.submit(update, audit, (update, sender, frame, reply))
+        except PipelineFailed:
+            raise CloseSession(closecodes.INTERNAL_ERROR, "store unavailable") from None
+
+    async def _commit(
+        self, update: bytes, audit: Sequence[AuditEntry], sender: Session | None
+    ) -> None:
+        """As :meth:`_relay`, returning once the update is durable and released."""
+        if self._rebuild_replay is not None:
+            self._rebuild_replay.append(update)
+        self.doc_bytes += len(update)
+        try:
+            waiter = self.pipeline.submit(update, audit, (update, sender, None, None), wait=True)
+            assert waiter is not None
+            await waiter
+        except PipelineFailed as exc:
+            if isinstance(exc.cause, CanvasNotFound):
+                raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
+            raise CloseSession(closecodes.INTERNAL_ERROR, "store unavailable") from None
+
+    def _released(self, payload: tuple[bytes, Session | None, bytes | None, bytes | None]) -> None:
+        update, sender, frame, reply = payload
         out = frame if frame is not None else protocol.sync_update(update)
         for other in self.sessions:
             if other is not sender:
                 other.send(out)
+        if reply is not None and sender is not None:
+            sender.send(protocol.sync_update(reply))
         self.broker.publish(self.canvas_id, KIND_UPDATE, update)
+
+    def _durable(self, update: bytes) -> None:
+        self.log_count += 1
+        self.log_bytes += len(update)
+        if (
+            self.log_count >= self._compact_updates or self.log_bytes >= self._compact_bytes
+        ) and self._compacting is None:
+            self._compacting = spawn(self._compact_in_background())
+
+    def _store_lost(self, exc: BaseException) -> None:
+        """An append could not be made durable: nobody may be served what the store lacks."""
+        if isinstance(exc, CanvasNotFound):
+            self.evict(closecodes.NOT_FOUND, "canvas was deleted")
+            return
+        log.error("store down for %s: %s", self.canvas_id, exc)
+        # The doc is now ahead of the store: drop it; clients resend their edits on reconnect.
+        self.evict(closecodes.INTERNAL_ERROR, "store unavailable")
 
     async def apply_server_change(
         self, change: Callable[[Doc], None], audit: Sequence[AuditEntry] = ()
@@ -535,7 +592,7 @@ class Room(BrokerListener):
         """Change the canvas as the server (HTTP API, templates): returns the update, if any.
 
         Written on the room's own document, so it is ordered after everything the room has
-        seen; it then travels like any client's update.
+        seen; it then travels like any client's update, and is durable when this returns.
         """
         doc = self.doc
         update = transact(doc, "server", lambda: change(doc))
@@ -544,36 +601,6 @@ class Room(BrokerListener):
         self._learn(update)
         await self._commit(update, audit, None)
         return update
-
-    async def _persist(self, update: bytes, audit: Sequence[AuditEntry]) -> None:
-        ticket = self.durable.begin()
-        try:
-            delay = 0.05
-            deadline = time.monotonic() + self._store_retry_s
-            while True:
-                try:
-                    await self.store.append(self.canvas_id, update, audit)
-                    break
-                except CanvasNotFound:
-                    raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
-                except StoreError as exc:
-                    if time.monotonic() > deadline or self.store.stats().failed:
-                        log.error("store down for %s: %s", self.canvas_id, exc)
-                        # The doc is now ahead of the store: drop it so nobody is served
-                        # content that is not durable; clients resend it on reconnect.
-                        self.evict(closecodes.INTERNAL_ERROR, "store unavailable")
-                        raise CloseSession(closecodes.INTERNAL_ERROR, "store unavailable") from None
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        finally:
-            self.durable.end(ticket)
-        self.log_count += 1
-        self.log_bytes += len(update)
-        self.doc_bytes += len(update)
-        if (
-            self.log_count >= self._compact_updates or self.log_bytes >= self._compact_bytes
-        ) and self._compacting is None:
-            self._compacting = spawn(self._compact_in_background())
 
     # -- awareness ------------------------------------------------------------------------
 

@@ -315,7 +315,16 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
     lim = limits or Limits()
     r = _Reader(bytes(data), lim)
     out = Update()
-    structs = out.structs
+    _read_structs(r, out.structs)
+    _read_deletes(r, lim, out.deletes)
+    if r.pos != r.end:
+        raise UpdateError("trailing bytes after the update")
+    out.values = r.values
+    return out
+
+
+def _read_structs(r: _Reader, structs: list[Struct]) -> None:
+    """The struct section: per client, a count, the client id, the first clock and the structs."""
     n_clients = r.uint()
     if n_clients > r.end:
         raise UpdateError("client count exceeds the update")
@@ -333,44 +342,48 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
             raise UpdateError("struct count exceeds the update")
         r.spend(n_structs)
         for _ in range(n_structs):
-            if r.pos >= r.end:
-                raise UpdateError("truncated struct")
-            info = r.data[r.pos]
-            r.pos += 1
-            ref = info & 0x1F
-            if ref == GC or ref == SKIP:
-                if info != ref:
-                    raise UpdateError("flags on a GC or Skip struct")  # yrs misreads those
-                length = r.uint()
-                if length == 0:
-                    raise UpdateError("empty struct")
-                structs.append(Struct(client, clock, length, ref))
-                clock += length
-                continue
-            origin = r.ident() if info & 0x80 else None
-            right = r.ident() if info & 0x40 else None
-            parent: str | ID | None = None
-            sub: str | None = None
-            if origin is None and right is None:
-                if r.uint() == 1:
-                    parent = r.string()
-                else:
-                    parent = r.ident()
-                if info & 0x20:
-                    sub = r.string()
-            length, type_ref = _content(r, ref)
-            if length == 0:
-                raise UpdateError("empty struct")
-            structs.append(Struct(client, clock, length, ref, origin, right, parent, sub, type_ref))
-            clock += length
+            struct = _read_struct(r, client, clock)
+            structs.append(struct)
+            clock += struct.length
             if clock > _MAX_SAFE:
                 raise UpdateError("clock beyond 2**53")
-    # delete set
+
+
+def _read_struct(r: _Reader, client: int, clock: int) -> Struct:
+    """One struct: GC and Skip carry a length only; an item has its origins or its parent, then
+    its content."""
+    if r.pos >= r.end:
+        raise UpdateError("truncated struct")
+    info = r.data[r.pos]
+    r.pos += 1
+    ref = info & 0x1F
+    if ref == GC or ref == SKIP:
+        if info != ref:
+            raise UpdateError("flags on a GC or Skip struct")  # yrs misreads those
+        length = r.uint()
+        if length == 0:
+            raise UpdateError("empty struct")
+        return Struct(client, clock, length, ref)
+    origin = r.ident() if info & 0x80 else None
+    right = r.ident() if info & 0x40 else None
+    parent: str | ID | None = None
+    sub: str | None = None
+    if origin is None and right is None:
+        parent = r.string() if r.uint() == 1 else r.ident()
+        if info & 0x20:
+            sub = r.string()
+    length, type_ref = _content(r, ref)
+    if length == 0:
+        raise UpdateError("empty struct")
+    return Struct(client, clock, length, ref, origin, right, parent, sub, type_ref)
+
+
+def _read_deletes(r: _Reader, lim: Limits, deletes: dict[int, list[tuple[int, int]]]) -> None:
+    """The delete set: per client, ranges of (clock, length); empty ranges are dropped."""
     n_clients = r.uint()
     if n_clients > r.end:
         raise UpdateError("delete set client count exceeds the update")
     budget = lim.delete_ranges
-    deletes = out.deletes
     for _ in range(n_clients):
         client = r.uint()
         n_ranges = r.uint()
@@ -388,7 +401,3 @@ def read_update(data: bytes, limits: Limits | None = None) -> Update:
                 raise UpdateError("delete range beyond 2**53")
             if length:
                 ranges.append((clock, length))
-    if r.pos != r.end:
-        raise UpdateError("trailing bytes after the update")
-    out.values = r.values
-    return out

@@ -35,7 +35,8 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from server import protocol
 from server import yupdate as y
 from server.broker.memory import MemoryBroker
-from server.canvas import schema, templates
+from server.canvas import fit, templates
+from server.canvas.schema import ROOTS
 from server.closecodes import CloseSession
 from server.policy import PolicyGate
 from server.protocol import Kind
@@ -47,9 +48,6 @@ from server.store.sqlite import SQLiteStore
 from tests import yenc
 
 T = TypeVar("T")
-
-# The schema's roots (server/canvas/schema.py); any other root is shown as a finding.
-ROOTS = schema.ROOTS
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
 EA = Identity("u_ea", "Ann", "a", "editor")
@@ -130,7 +128,7 @@ def root_json(root: Map, notes: bool = False) -> Any:
 
 
 def doc_json(parts: Iterable[bytes]) -> dict[str, Any]:
-    """The canvas as a fresh client loads it from these updates: the schema's roots as plain JSON,
+    """The canvas as a fresh client loads it from these updates: the four roots as plain JSON,
     plus any other root that shows content (as a map or as a sequence)."""
     parts = list(parts)
     doc = fresh_doc(parts)
@@ -339,6 +337,8 @@ class Client:
             return CloseSession(self.session.close_code or 0, "already closed")
         try:
             await self.room.receive(self.session, frame)
+            # Broadcasts are released once durable (server/pipeline.py): wait for this one's.
+            await self.room.pipeline.drained()
         except CloseSession as exc:
             self.session.close(exc.code, exc.reason)
             self.room.leave(self.session)
@@ -683,7 +683,51 @@ class Step:
         return f"Step({self.actor!r}, {self.op!r}, {self.a}, {self.b}, {self.c})"
 
 
-HONEST_OPS = ("add", "edit", "move", "delete", "vote", "lock")
+HONEST_OPS = ("add", "edit", "move", "delete", "vote", "lock", "link", "arrow")
+
+
+def block_kind(canvas: dict[str, Any], note: Any) -> str | None:
+    return fit.block_kind(canvas["blocks"], note.get("block")) if isinstance(note, dict) else None
+
+
+def fitting_pairs(canvas: dict[str, Any], sources: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(from, to) of notes that may be linked (block kinds fit), not linked yet."""
+    linked = {(v.get("from"), v.get("to")) for v in canvas["links"].values() if isinstance(v, dict)}
+    return [
+        (a, b)
+        for a, na in sources
+        for b, nb in sorted_notes(canvas)
+        if fit.link_kind(block_kind(canvas, na), block_kind(canvas, nb)) and (a, b) not in linked
+    ]
+
+
+def may_link(identity: Identity, canvas: dict[str, Any], frm: Any, to: Any) -> bool:
+    if not identity.can_write or not isinstance(frm, dict) or not isinstance(to, dict):
+        return False
+    if identity.role == "facilitator":
+        return True
+    unlocked = not locked(canvas, frm.get("block")) and not locked(canvas, to.get("block"))
+    return unlocked and frm.get("org") == identity.org_id
+
+
+def new_link(
+    identity: Identity, canvas: dict[str, Any], frm: str, to: str, k: int, strength: str
+) -> Map:
+    kind = fit.link_kind(
+        block_kind(canvas, canvas["notes"][frm]), block_kind(canvas, canvas["notes"][to])
+    )
+    return Map(
+        {
+            "from": frm,
+            "to": to,
+            "kind": kind,
+            "strength": strength,
+            "org": identity.org_id,
+            "author": identity.user_id,
+            "author_name": identity.name,
+            "created_at": float(k),
+        }
+    )
 
 
 def plan_honest(
@@ -770,6 +814,38 @@ def plan_honest(
             doc.get("notes", type=Map)[nid]["votes"][me] = n
 
         return f"votes {n} on {nid}", vote
+    if op == "link":
+        notes = canvas["notes"]
+        pairs = [
+            (f, t)
+            for f, t in fitting_pairs(canvas, sorted_notes(canvas))
+            if may_link(identity, canvas, notes[f], notes[t])
+        ]
+        chosen_pair = pick(pairs, a)
+        if chosen_pair is None:
+            return None
+        frm, to = chosen_pair
+        lid, strength = f"l{k}", fit.STRENGTHS[b % 2]
+
+        def make_link(doc: Doc) -> None:  # a new Map for each room's twin
+            doc.get("links", type=Map)[lid] = new_link(identity, canvas, frm, to, k, strength)
+
+        return f"links {frm} to {to} as {lid} ({strength})", make_link
+    if op == "arrow":
+        orgs = sorted(canvas["orgs"])
+        start = identity.org_id if identity.role != "facilitator" else pick(orgs, a)
+        if not identity.can_write or start not in orgs:
+            return None
+        ends = [o for o in orgs if o != start] + [fit.CUSTOMER]
+        end, kind = pick(ends, b), fit.EXCHANGE_KINDS[c % len(fit.EXCHANGE_KINDS)]
+        aid = f"x{k}"
+        fields = {"from_org": start, "to": end, "kind": kind, "note": f"{kind} for {end}"}
+        fields.update(author=identity.user_id, author_name=identity.name)
+
+        def make_arrow(doc: Doc) -> None:
+            doc.get("exchange", type=Map)[aid] = Map(fields)
+
+        return f"draws arrow {aid}: {start} -> {end} ({kind})", make_arrow
     if op == "lock":
         if identity.role != "facilitator":
             return None
@@ -1346,6 +1422,90 @@ def too_many_structs(x: Ctx) -> Plan | None:
     return x.crafted(f"types {TOO_MANY_STRUCTS} one-character structs into {chosen[0]}", structs)
 
 
+# fit across partners: links, arrows and overlap marks the policy must revert ---------------------
+
+
+def links_from_protected(x: Ctx) -> Plan | None:
+    """A link from a note the adversary may not link from (another organization's; any note for
+    the viewer), to something it fits."""
+    notes = x.canvas["notes"]
+    sources = [(i, n) for i, n in x.notes() if x.me.role == "viewer" or n.get("org") != x.me.org_id]
+    chosen = pick(fitting_pairs(x.canvas, sources), x.step.a)
+    if chosen is None:
+        return None
+    frm, to = chosen
+    lid = f"evil{x.k}"
+    desc = f"links {frm} (org {notes[frm].get('org')!r}) to {to} as {lid}"
+    return x.local(
+        desc,
+        lambda d: d.get("links", type=Map).__setitem__(
+            lid, new_link(x.me, x.canvas, frm, to, x.k, "essential")
+        ),
+    )
+
+
+def tampers_link(x: Ctx) -> Plan | None:
+    """Deletes, re-rates or re-points a link it may not change (another organization's, or any
+    for the viewer); re-pointing is refused for its own organization's links too."""
+    links = sorted((i, v) for i, v in x.canvas["links"].items() if isinstance(v, dict))
+    variant = x.step.c % 3
+    if variant != 2 and x.me.role != "viewer":
+        links = [(i, v) for i, v in links if v.get("org") != x.me.org_id]
+    chosen = pick(links, x.step.a)
+    if chosen is None:
+        return None
+    lid, link = chosen
+    if variant == 0:
+        return x.local(f"deletes link {lid}", lambda d: d.get("links", type=Map).pop(lid))
+    if variant == 1:
+        other = "nice-to-have" if link.get("strength") == "essential" else "essential"
+        return x.local(
+            f"makes link {lid} {other}",
+            lambda d: d.get("links", type=Map)[lid].__setitem__("strength", other),
+        )
+    to = pick([i for i, _ in x.notes() if i != link.get("to")], x.step.b) or "ghost"
+    return x.local(
+        f"re-points link {lid} to {to}",
+        lambda d: d.get("links", type=Map)[lid].__setitem__("to", to),
+    )
+
+
+def tampers_arrow(x: Ctx) -> Plan | None:
+    """The viewer draws an arrow; an editor deletes or rewrites another organization's arrow."""
+    if x.me.role == "viewer":
+        fields = {"from_org": "c", "to": fit.CUSTOMER, "kind": "data", "note": "viewer's"}
+        aid = f"vx{x.k}"
+        return x.local(
+            f"draws arrow {aid}",
+            lambda d: d.get("exchange", type=Map).__setitem__(aid, Map(fields)),
+        )
+    arrows = sorted(
+        (i, v)
+        for i, v in x.canvas["exchange"].items()
+        if isinstance(v, dict) and v.get("from_org") != x.me.org_id
+    )
+    chosen = pick(arrows, x.step.a)
+    if chosen is None:
+        return None
+    aid = chosen[0]
+    if x.step.b % 2:
+        return x.local(f"deletes arrow {aid}", lambda d: d.get("exchange", type=Map).pop(aid))
+    return x.local(
+        f"rewrites the note of arrow {aid}",
+        lambda d: d.get("exchange", type=Map)[aid].__setitem__("note", "we get paid instead"),
+    )
+
+
+def marks_overlap(x: Ctx) -> Plan | None:
+    chosen = pick(x.notes(), x.step.a)
+    nid = chosen[0] if chosen else "n1"
+    mark = fit.OVERLAP_MARKS[x.step.b % 2]
+    return x.local(
+        f"marks {nid} as {mark}",
+        lambda d: d.get("overlaps", type=Map).__setitem__(nid, mark),
+    )
+
+
 @dataclass(frozen=True)
 class AdvClass:
     name: str
@@ -1368,6 +1528,10 @@ ADV_CLASSES = {
         AdvClass("viewer-raw-delete", "rule", ("vc",), viewer_raw_delete),
         AdvClass("votes-for-other", "rule", ("vc", "b2"), votes_for_other),
         AdvClass("votes-for-other-in-new-note", "rule", ("vc", "b2"), votes_for_other_in_new_note),
+        AdvClass("links-from-protected", "rule", ("vc", "b2"), links_from_protected),
+        AdvClass("tampers-link", "rule", ("vc", "b2"), tampers_link),
+        AdvClass("tampers-arrow", "rule", ("vc", "b2"), tampers_arrow),
+        AdvClass("marks-overlap", "rule", ("vc", "b2"), marks_overlap),
         AdvClass("delete-future", "structure", ("vc", "b2"), delete_future),
         AdvClass("delete-straddle", "structure", ("vc", "b2"), delete_straddle),
         AdvClass("pending-origin", "structure", ("vc", "b2"), pending_origin),

@@ -74,7 +74,7 @@ facilitator_steps = st.builds(
 editor_steps = st.builds(
     Step,
     st.sampled_from(("ea", "eb")),
-    st.sampled_from(("add", "add", "edit", "move", "delete", "vote")),
+    st.sampled_from(("add", "add", "edit", "move", "delete", "vote", "link", "arrow")),
     choice,
     choice,
     choice,
@@ -134,6 +134,7 @@ class Case:
     expectation: str
     attack: Step
     after: tuple[Step, ...] = ()  # honest steps that reveal a delayed effect
+    before: tuple[Step, ...] = ()  # honest steps after SETUP that give the attack its target
 
 
 FAC_ADDS = Step("fac", "add", 10, 1)  # the facilitator's next note, n5, in gains
@@ -183,6 +184,48 @@ CASES = (
         "editor-restamps-note",
         "an editor cannot re-stamp its organization's note as org a's",
         Step("b2", "restamps-note", 2, 0),
+    ),
+    Case(
+        "editor-links-from-protected-note",
+        "an editor's link from another organization's product (n2) to the job (n1) is removed",
+        Step("b2", "links-from-protected", 0),
+    ),
+    Case(
+        "viewer-links",
+        "a viewer's link is removed for everyone",
+        Step("vc", "links-from-protected", 0),
+    ),
+    Case(
+        "editor-deletes-protected-link",
+        "an editor's deletion of another organization's link is undone; the link still goes "
+        "with its note",
+        Step("b2", "tampers-link", 0, 0, 0),
+        (Step("ea", "delete", 0),),
+        (Step("ea", "link", 0),),
+    ),
+    Case(
+        "editor-re-points-link",
+        "a link's ends never change, not even an own organization's link",
+        Step("b2", "tampers-link", 0, 1, 2),
+        (),
+        (Step("eb", "add", 5), Step("eb", "link", 1)),
+    ),
+    Case(
+        "editor-rewrites-protected-arrow",
+        "an editor cannot rewrite another organization's value-exchange arrow",
+        Step("b2", "tampers-arrow", 0, 0),
+        (),
+        (Step("ea", "arrow", 0, 0, 3),),
+    ),
+    Case(
+        "viewer-draws-arrow",
+        "a viewer's arrow disappears for everyone",
+        Step("vc", "tampers-arrow", 0),
+    ),
+    Case(
+        "editor-marks-overlap",
+        "only the facilitator marks an overlap",
+        Step("b2", "marks-overlap", 0),
     ),
     Case(
         "editor-edits-settings",
@@ -355,10 +398,10 @@ async def run_case(harness: Harness, case: Case) -> list[str]:
     await world.start()
     findings: list[str] = []
     try:
-        for k, step in enumerate(SETUP, 1):
+        for k, step in enumerate(SETUP + case.before, 1):
             await run_step(world, step, k)
         await world.check("setup", full=True)
-        k = len(SETUP) + 1
+        k = len(SETUP) + len(case.before) + 1
         cls = ADV_CLASSES[case.attack.op]
         out = await run_adversary(world, case.attack, k)
         assert out.plan is not None and out.plan.update is not None, "harness: attack did nothing"

@@ -23,7 +23,17 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, console, deps, health, partners, workshop
+from server.api import (
+    canvases,
+    console,
+    contribution,
+    deps,
+    exports,
+    health,
+    partners,
+    versions,
+    workshop,
+)
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -341,6 +351,9 @@ def test_every_route_declares_the_statuses_it_can_answer() -> None:
         *canvases.router.routes,
         *partners.router.routes,
         *health.router.routes,
+        *exports.router.routes,
+        *versions.router.routes,
+        *contribution.router.routes,
         *workshop.router.routes,
         *console.router.routes,
     ]
@@ -392,6 +405,8 @@ VALID_BODIES = {
     "/api/canvases/{canvas_id}/settings": {"viewer_comments": True},
     "/api/canvases/{canvas_id}/locks": {"locked": False},
     "/api/canvases/{canvas_id}/participants/{user_id}/role": {"role": "viewer"},
+    "/api/canvases/{canvas_id}/versions": {"name": "after round 1"},
+    "/api/canvases/{canvas_id}/versions/{version_id}/copy": {"title": "Copy"},
 }
 
 
@@ -456,6 +471,7 @@ def test_every_status_a_route_answers_is_declared(operator_server: ServerProcess
                         round_id="no-such-round",
                         timer_id="t",
                         user_id="no-such-user",
+                        version_id=1,
                     )
                     if kind == "too large":
                         head = (

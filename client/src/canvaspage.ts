@@ -19,6 +19,7 @@ import {
 } from './connection'
 import { chooseDialog, confirmDialog } from './dialogs'
 import { h, setAttr, setText } from './dom'
+import { FitView } from './fitview'
 import { InvitePanel } from './invites'
 import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type NoteInfo } from './model'
 import { addNote, deleteNote, moveNote, setBlockLock } from './notes'
@@ -27,6 +28,7 @@ import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, typ
 import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, type Claims } from './session'
 import { toast } from './toast'
 import { WorkshopPanel } from './workshop/panel'
+import { VersionsPanel } from './versions'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -83,6 +85,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly redoBtn: HTMLButtonElement
   private readonly invitePanel: InvitePanel | null
   private readonly workshop: WorkshopPanel
+  private readonly versionsPanel: VersionsPanel
   private readonly loadingEl: HTMLElement
   private outlineTimer: ReturnType<typeof setTimeout> | null = null
   private readonly cleanups: Array<() => void> = []
@@ -91,6 +94,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
   private peopleSignature = ''
+  private readonly fit: FitView
 
   constructor(
     root: HTMLElement,
@@ -131,6 +135,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
         h('li', {}, 'Enter (on a note): edit; Escape: stop editing'),
         h('li', {}, 'M: move note to another block; Alt+arrows: move to next / previous block'),
         h('li', {}, 'Delete: delete note (asks first)'),
+        h('li', {}, 'L (on a product, pain reliever or gain creator): link it to the job, pain or gain it addresses'),
         h('li', {}, 'Ctrl+Z / Ctrl+Shift+Z: undo / redo your own changes'),
       ),
     )
@@ -147,7 +152,12 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     })
     this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.versionsPanel = new VersionsPanel(canvasId, token, me.role === 'facilitator')
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
+    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el)
+    // Fit across partners (fitview.ts): links drawn over the board, the contribution map, the value exchange.
+    this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
+    this.cleanups.push(() => this.fit.destroy())
     this.workshop = new WorkshopPanel(doc, canvasId, token, me)
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
@@ -173,13 +183,14 @@ class LiveCanvas implements CanvasPage, BoardHost {
           this.undoBtn,
           this.redoBtn,
           outlineToggle,
+          this.fit.toggle,
           h('label', { class: 'check' }, announceBox, ' Announce who joins and leaves'),
           help,
         ),
         h(
           'div',
           { class: 'workspace' },
-          h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el),
+          boardWrap,
           h(
             'aside',
             { class: 'sidebar', 'aria-label': 'People and tools' },
@@ -187,8 +198,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
             this.outlineEl,
             this.invitePanel?.el ?? null,
             this.workshop.el,
+            this.versionsPanel.el,
           ),
         ),
+        this.fit.el,
         liveRegion,
       ),
     )
@@ -452,6 +465,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       setText(this.titleEl, title || 'Untitled canvas')
       document.title = `${title || 'Canvas'} — CoCanvas`
     }
+    this.versionsPanel.title = title || 'canvas'
     setText(this.subtitleEl, template ? templateLabel(template) : '')
     this.board.render()
     if (this.cdoc.blocks.size > 0) this.loadingEl.remove()
@@ -480,6 +494,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     // Same block order as Tab on the board, so both views read alike.
     const order = this.board.blockOrder.length ? this.board.blockOrder : allBlocks(this.cdoc)
     renderOutline(this.outlineEl, buildOutline(order, allNotes(this.cdoc), allOrgs(this.cdoc)))
+    this.outlineEl.append(this.fit.outlineSection)
   }
 
   private renderPresence(): void {

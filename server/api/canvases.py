@@ -87,6 +87,9 @@ class CanvasDoc(CanvasSummary):
     blocks: dict[str, Any]
     notes: dict[str, Any]
     orgs: dict[str, Any]
+    links: dict[str, Any] = {}  # fit links (canvas/fit.py)
+    exchange: dict[str, Any] = {}  # the partners' value exchange
+    overlaps: dict[str, Any] = {}  # the facilitator's complement/competition marks
 
 
 def new_canvas_id() -> str:

@@ -1,9 +1,9 @@
 """The shape of a canvas document, in one place: what may sit where.
 
 Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
-before it is applied), by the policy (its roots) and by the JSON export. The document is eight
-root maps (four for the canvas, four for running the workshop); every container is a *class*
-below, and each says which children it takes:
+before it is applied), by the policy (its roots) and by the JSON export. The document is eleven
+root maps (four, plus the three of fit across partners and the four of running the workshop);
+every container is a *class* below, and each says which children it takes:
 
 * ``meta``   – plain values (title, template, created_at, protect_notes, …)
 * ``blocks`` – block id -> Map ``block`` of plain values
@@ -11,6 +11,9 @@ below, and each says which children it takes:
   other tools), ``votes`` a Map ``votes`` of plain values
 * ``orgs``   – org id -> Map ``org`` of plain values
 * ``text``   – a note's Text: characters and formatting marks, nothing embedded
+* ``links``    – link id -> Map ``link`` of plain values (fit links, ``canvas/fit.py``)
+* ``exchange`` – arrow id -> Map ``arrow`` of plain values (the partners' value exchange)
+* ``overlaps`` – row note id -> a plain value (the facilitator's complement/competition mark)
 * ``rounds``, ``timers`` – id -> Map of plain values, written by the server only
 * ``stage``  – plain values, written by the server only (frozen, gather, spotlight, …)
 * ``comments`` – comment id -> Map ``comment`` of plain values (server-stamped author)
@@ -26,7 +29,9 @@ from dataclasses import dataclass, field
 
 from .. import yupdate as y
 
-ROOTS = ("meta", "blocks", "notes", "orgs") + ("rounds", "timers", "stage", "comments")
+FIT_ROOTS = ("links", "exchange", "overlaps")  # fit across partners (canvas/fit.py)
+WORKSHOP_ROOTS = ("rounds", "timers", "stage", "comments")  # running the workshop (workshop/)
+ROOTS: tuple[str, ...] = ("meta", "blocks", "notes", "orgs", *FIT_ROOTS, *WORKSHOP_ROOTS)
 
 # Roots only the server writes (HTTP routes, after checking who asks): the policy refuses every
 # session's change to them, a facilitator's too, so what they hold is what a route validated.
@@ -80,6 +85,12 @@ CONTAINERS: dict[str, Container] = {
     "text": Container(sequence=Slot(text=True)),
     "orgs": Container(other=Slot(types={y.MAP: "org"})),
     "org": Container(other=VALUES),
+    # fit across partners (canvas/fit.py)
+    "links": Container(other=Slot(types={y.MAP: "link"})),
+    "link": Container(other=VALUES),
+    "exchange": Container(other=Slot(types={y.MAP: "arrow"})),
+    "arrow": Container(other=VALUES),
+    "overlaps": Container(other=VALUES),
     # server/workshop/: written by the server only (SERVER_ROOTS), plain values per entry
     "rounds": Container(other=Slot(types={y.MAP: "round"})),
     "round": Container(other=VALUES),

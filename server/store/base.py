@@ -13,6 +13,7 @@ The store knows nothing of Yjs: merging is a function handed in by the caller.
 from __future__ import annotations
 
 import abc
+import asyncio
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ class StoreError(RuntimeError):
 
 class CanvasNotFound(StoreError):
     pass
+
+
+class VersionLimit(StoreError):
+    """The canvas already keeps MAX_VERSIONS versions and none of them is automatic."""
 
 
 @dataclass(slots=True)
@@ -208,6 +213,13 @@ SERVER_OWNER = ":server"
 # that matters is kept on purpose, as named versions.
 KEEP_SNAPSHOTS = 2
 
+# Named versions kept per canvas (server/versions/). Saving past it first drops the oldest
+# automatic version (created_by == SERVER_OWNER: "vote round closed", "before restoring …");
+# when every kept version was saved on purpose by someone, the save is refused (VersionLimit)
+# until a facilitator deletes one. Checked and enforced in the saving transaction, with the
+# canvas row locked, so concurrent saves on several nodes never pass the cap.
+MAX_VERSIONS = 50
+
 Merge = Callable[[list[bytes]], bytes]
 
 
@@ -226,6 +238,17 @@ class DocumentLog(abc.ABC):
         Returns only once the write is committed; concurrent appends share one commit.
         Raises CanvasNotFound when the canvas does not exist.
         """
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
+        """:meth:`append` without waiting: the future resolves once the write is committed.
+
+        The room's pipeline (server/pipeline.py) keeps many appends of one canvas in flight and
+        releases each broadcast when its future does. Stores with a write queue override this
+        to enqueue directly; this fallback runs :meth:`append` as a task.
+        """
+        return asyncio.ensure_future(self.append(canvas_id, update, audit))
 
     @abc.abstractmethod
     async def load(self, canvas_id: str) -> StoredDoc | None:
@@ -292,8 +315,15 @@ class CanvasRepository(abc.ABC):
 
     @abc.abstractmethod
     async def save_version(
-        self, canvas_id: str, name: str, state: bytes, created_by: str
-    ) -> Version: ...
+        self, canvas_id: str, name: str, state: bytes, created_by: str, keep: int = MAX_VERSIONS
+    ) -> Version:
+        """Keep ``state`` under ``name``. With ``keep`` versions already kept, the oldest
+        automatic one (``created_by == SERVER_OWNER``) is deleted in the same transaction;
+        without one, VersionLimit. Raises CanvasNotFound."""
+
+    @abc.abstractmethod
+    async def delete_version(self, canvas_id: str, version_id: int) -> bool:
+        """False if the canvas has no such version."""
 
     @abc.abstractmethod
     async def list_versions(self, canvas_id: str) -> list[Version]:

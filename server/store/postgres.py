@@ -29,6 +29,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .base import (
     KEEP_SNAPSHOTS,
+    MAX_VERSIONS,
+    SERVER_OWNER,
     AuditEntry,
     Ballot,
     CanvasNotFound,
@@ -44,6 +46,7 @@ from .base import (
     StoreError,
     StoreStats,
     Version,
+    VersionLimit,
 )
 
 log = logging.getLogger("cocanvas.store.postgres")
@@ -421,13 +424,18 @@ class PostgresStore(Store):
     # -- the document: group-committed appends ------------------------------------------------
 
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
+        return await self.append_nowait(canvas_id, update, audit)
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
         if self._closing or self._flusher is None or self._flusher.done():
             raise StoreError("store is closed")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(canvas_id, update, audit, future))
         if not self._wake.is_set():
             self._wake.set()
-        return await future
+        return future
 
     async def _flush_loop(self) -> None:
         while True:
@@ -732,10 +740,34 @@ class PostgresStore(Store):
     # -- named versions -----------------------------------------------------------------
 
     async def save_version(
-        self, canvas_id: str, name: str, state: bytes, created_by: str
+        self, canvas_id: str, name: str, state: bytes, created_by: str, keep: int = MAX_VERSIONS
     ) -> Version:
         now = time.time()
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
+            # The canvas row locked: saves of one canvas on every node take turns, so the
+            # count below cannot be passed by a concurrent save. NO KEY UPDATE does not wait
+            # for (nor block) appends, whose foreign key check takes KEY SHARE.
+            cur = await conn.execute(
+                "SELECT 1 FROM canvases WHERE id = %s FOR NO KEY UPDATE", (canvas_id,)
+            )
+            if await cur.fetchone() is None:
+                raise CanvasNotFound(canvas_id)
+            cur = await conn.execute(
+                "SELECT count(*) FROM versions WHERE canvas_id = %s", (canvas_id,)
+            )
+            counted = await cur.fetchone()
+            count = int(counted[0]) if counted else 0
+            if count >= keep:
+                excess = count - keep + 1
+                cur = await conn.execute(
+                    "SELECT id FROM versions WHERE canvas_id = %s AND created_by = %s"
+                    " ORDER BY id LIMIT %s",
+                    (canvas_id, SERVER_OWNER, excess),
+                )
+                oldest = [r[0] for r in await cur.fetchall()]
+                if len(oldest) < excess:
+                    raise VersionLimit(f"canvas keeps {keep} versions; delete one first")
+                await conn.execute("DELETE FROM versions WHERE id = ANY(%s)", (oldest,))
             cur = await conn.execute(
                 "INSERT INTO versions (canvas_id, name, created_at, created_by, data)"
                 " VALUES (%s, %s, %s, %s, %b) RETURNING id",
@@ -744,6 +776,13 @@ class PostgresStore(Store):
             row = await cur.fetchone()
         assert row is not None
         return Version(int(row[0]), canvas_id, name, now, created_by, len(state))
+
+    async def delete_version(self, canvas_id: str, version_id: int) -> bool:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "DELETE FROM versions WHERE canvas_id = %s AND id = %s", (canvas_id, version_id)
+            )
+            return cur.rowcount > 0
 
     async def list_versions(self, canvas_id: str) -> list[Version]:
         async with self._conn() as conn:

@@ -38,6 +38,8 @@ import orjson
 
 from .base import (
     KEEP_SNAPSHOTS,
+    MAX_VERSIONS,
+    SERVER_OWNER,
     AuditEntry,
     Ballot,
     CanvasNotFound,
@@ -53,6 +55,7 @@ from .base import (
     StoreError,
     StoreStats,
     Version,
+    VersionLimit,
 )
 
 T = TypeVar("T")
@@ -519,9 +522,10 @@ class SQLiteStore(Store):
         self.commits += 1
         return results, True
 
-    async def _write(
+    def _submit(
         self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, nbytes: int = -1
-    ) -> T:
+    ) -> asyncio.Future[T]:
+        """Queue one operation for the writer thread; the future resolves after its commit."""
         if self._writer is None:
             raise StoreError("store is closed")
         if self._failed is not None:
@@ -532,6 +536,12 @@ class SQLiteStore(Store):
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._enqueued += 1
         self._queue.put(_Op(fn, future, atomic, nbytes))
+        return future
+
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, nbytes: int = -1
+    ) -> T:
+        future = self._submit(fn, atomic=atomic, nbytes=nbytes)
         try:
             return await future
         except sqlite3.Error as exc:  # e.g. a duplicate id: the interface speaks StoreError
@@ -625,6 +635,16 @@ class SQLiteStore(Store):
     # -- the document -------------------------------------------------------------------
 
     async def append(self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()) -> int:
+        try:
+            return await self.append_nowait(canvas_id, update, audit)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def append_nowait(
+        self, canvas_id: str, update: bytes, audit: Sequence[AuditEntry] = ()
+    ) -> asyncio.Future[int]:
+        """Queue the append; the future resolves once its batch is committed. A failure may be
+        an sqlite3.Error as well as a StoreError (callers treat both as the store's)."""
         now = time.time()
 
         def fn(c: sqlite3.Connection) -> int:
@@ -657,7 +677,7 @@ class SQLiteStore(Store):
             assert rowid is not None
             return rowid
 
-        return await self._write(fn, atomic=True, nbytes=len(update))
+        return self._submit(fn, atomic=True, nbytes=len(update))
 
     @staticmethod
     def _load(c: sqlite3.Connection, canvas_id: str) -> StoredDoc | None:
@@ -803,19 +823,41 @@ class SQLiteStore(Store):
     # -- named versions -----------------------------------------------------------------
 
     async def save_version(
-        self, canvas_id: str, name: str, state: bytes, created_by: str
+        self, canvas_id: str, name: str, state: bytes, created_by: str, keep: int = MAX_VERSIONS
     ) -> Version:
         now = time.time()
 
         def fn(c: sqlite3.Connection) -> Version:
             if c.execute("SELECT 1 FROM canvases WHERE id=?", (canvas_id,)).fetchone() is None:
                 raise CanvasNotFound(canvas_id)
+            # The writer thread runs one transaction at a time: count, prune, insert are atomic.
+            (count,) = c.execute(
+                "SELECT count(*) FROM versions WHERE canvas_id=?", (canvas_id,)
+            ).fetchone()
+            if count >= keep:
+                oldest = c.execute(
+                    "SELECT id FROM versions WHERE canvas_id=? AND created_by=? "
+                    "ORDER BY id LIMIT ?",
+                    (canvas_id, SERVER_OWNER, count - keep + 1),
+                ).fetchall()
+                if len(oldest) < count - keep + 1:
+                    raise VersionLimit(f"canvas keeps {keep} versions; delete one first")
+                c.executemany("DELETE FROM versions WHERE id=?", oldest)
             cur = c.execute(
                 "INSERT INTO versions(canvas_id, name, data, created_at, created_by) VALUES (?,?,?,?,?)",
                 (canvas_id, name, state, now, created_by),
             )
             assert cur.lastrowid is not None
             return Version(cur.lastrowid, canvas_id, name, now, created_by, len(state))
+
+        return await self._write(fn)
+
+    async def delete_version(self, canvas_id: str, version_id: int) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM versions WHERE canvas_id=? AND id=?", (canvas_id, version_id)
+            )
+            return cur.rowcount > 0
 
         return await self._write(fn)
 

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -232,6 +233,14 @@ def holds(client: YClient, keys: set[str]) -> bool:
     return set(client.note_texts()) >= keys
 
 
+def free_subnet(cli: str) -> str:
+    """A 172.28.N.0/24 that no network of this engine uses (N random, so runs rarely race)."""
+    ids = run(cli, "network", "ls", "-q").split()
+    taken = run(cli, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids)
+    free = [n for n in range(11, 255) if f"172.28.{n}.0/24" not in taken.split()]
+    return f"172.28.{random.choice(free)}.0/24"
+
+
 def compose_cli(cli: str) -> list[str]:
     """`docker compose` (v2) or `docker-compose` (v1); skip/fail as for the engine."""
     if subprocess.run([cli, "compose", "version"], capture_output=True).returncode == 0:
@@ -279,6 +288,14 @@ async def test_compose_stack_two_nodes_behind_nginx(image: str, tmp_path: Path) 
     nginx = services["nginx"]
     nginx.pop("ports")  # reached on its compose address; the host's 8080 may be taken
     nginx["volumes"] = [f"{tmp_path}/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    # A subnet of its own, so two runs at once (two CI jobs on one engine) do not collide on the
+    # shipped 172.28.10.0/24; nginx's address and the nodes' FORWARDED_ALLOW_IPS move with it.
+    subnet = free_subnet(cli)
+    proxy_ip = subnet.replace(".0/24", ".10")
+    compose["networks"]["backend"]["ipam"]["config"][0]["subnet"] = subnet
+    nginx["networks"]["backend"]["ipv4_address"] = proxy_ip
+    for name in ("cocanvas-1", "cocanvas-2"):
+        services[name]["environment"]["FORWARDED_ALLOW_IPS"] = proxy_ip
     path = tmp_path / "docker-compose.yml"
     path.write_text(yaml.safe_dump(compose, sort_keys=False))
     project = f"cctest{uuid.uuid4().hex[:8]}"

@@ -270,6 +270,21 @@ async def test_append_to_missing_canvas_fails_alone(store: Store) -> None:
     assert doc is not None and notes_of(doc.parts()) == author.expected()
 
 
+async def test_appends_queued_without_waiting_commit_in_one_go(store: Store) -> None:
+    """append_nowait (the room's pipeline): many appends in flight at once, each future resolves
+    once committed, in the order queued; a missing canvas fails its own future only."""
+    author = Author()
+    await store.create_canvas(canvas("c"), None)
+    futures = [store.append_nowait("c", author.edit(f"n{i}", f"note {i}")) for i in range(50)]
+    lost = store.append_nowait("nope", b"\x00\x00")
+    ids = await asyncio.gather(*futures)
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    with pytest.raises(CanvasNotFound):
+        await lost
+    doc = await store.load("c")
+    assert doc is not None and notes_of(doc.parts()) == author.expected()
+
+
 async def test_concurrent_appends_all_commit(make_store: StoreFactory) -> None:
     a, b = await make_store(), await make_store()
     authors = {cid: Author() for cid in ("c1", "c2", "c3")}
@@ -678,6 +693,48 @@ async def test_versions(store: Store) -> None:
     assert await store.get_version("c", 10**9) is None
     with pytest.raises(CanvasNotFound):
         await store.save_version("missing", "x", b"", "ada")
+
+
+async def test_versions_are_capped_dropping_automatic_ones_first(store: Store) -> None:
+    from server.store.base import SERVER_OWNER, VersionLimit
+
+    await store.create_canvas(canvas("c"), None)
+    named = await store.save_version("c", "after round 1", b"n1", "ada", keep=3)
+    auto1 = await store.save_version("c", "vote round closed", b"a1", SERVER_OWNER, keep=3)
+    auto2 = await store.save_version("c", "drafts revealed", b"a2", SERVER_OWNER, keep=3)
+    # Full: the oldest automatic version makes room, the named one stays.
+    named2 = await store.save_version("c", "after round 2", b"n2", "bob", keep=3)
+    assert [v.id for v in await store.list_versions("c")] == [named2.id, auto2.id, named.id]
+    assert await store.get_version("c", auto1.id) is None
+    await store.save_version("c", "after round 3", b"n3", "bob", keep=3)
+    # Only versions kept on purpose now: the next save is refused and nothing is dropped.
+    with pytest.raises(VersionLimit):
+        await store.save_version("c", "one more", b"n4", "bob", keep=3)
+    assert len(await store.list_versions("c")) == 3
+    assert await store.delete_version("c", named.id) is True
+    assert await store.delete_version("c", named.id) is False
+    assert await store.delete_version("other", named2.id) is False
+    await store.save_version("c", "one more", b"n4", "bob", keep=3)
+    assert [v.name for v in await store.list_versions("c")] == [
+        "one more",
+        "after round 3",
+        "after round 2",
+    ]
+
+
+async def test_version_cap_holds_across_nodes(make_store: StoreFactory) -> None:
+    from server.store.base import SERVER_OWNER
+
+    a, b = await make_store(), await make_store()
+    await a.create_canvas(canvas("c"), None)
+    # Twenty automatic saves at once through two store instances (two nodes on PostgreSQL).
+    await asyncio.gather(
+        *(
+            (a if i % 2 else b).save_version("c", f"auto {i}", b"s", SERVER_OWNER, keep=4)
+            for i in range(20)
+        )
+    )
+    assert len(await a.list_versions("c")) == 4
 
 
 async def test_audit_newest_first(store: Store) -> None:

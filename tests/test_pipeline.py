@@ -1,0 +1,145 @@
+"""Pipelined durability (server/pipeline.py) in a real Room on a real SQLite file: a sender's
+frames are read while earlier ones commit, nobody else sees any of them before they are
+durable, and they are released in the order the room applied them.
+
+The store is stalled the way a slow disk or a backup would stall it: another connection holds
+the database's write lock, so the writer thread's COMMIT waits (busy_timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from pycrdt import Doc, Map, Text
+
+from server import protocol
+from server.session import Identity
+from tests.adversary import Client, RecordingSession, doc_json, json_of
+from tests.inproc import canvas_rooms
+
+FAC = Identity("u_fac", "Fran", "", "facilitator")
+ANN = Identity("u_ann", "Ann", "alpha", "editor")
+
+N = 40
+
+
+def _note_ids_in_order(frames: list[bytes]) -> list[str]:
+    """The note ids each update frame adds, in the order the frames arrived."""
+    seen: list[str] = []
+    doc: Doc = Doc()
+    notes = doc.get("notes", type=Map)
+    for frame in frames:
+        message = protocol.decode(frame)
+        if message.kind is not protocol.Kind.SYNC_UPDATE:
+            continue
+        before = set(notes.keys())
+        doc.apply_update(message.payload)
+        seen.extend(sorted(set(notes.keys()) - before))
+    return seen
+
+
+async def test_frames_are_read_while_the_store_commits_and_released_only_once_durable(
+    tmp_path: Path,
+) -> None:
+    async with canvas_rooms(tmp_path) as [room]:
+        ann = Client("ann", ANN, 7001, room)
+        fac = Client("fac", FAC, 7002, room)
+        await ann.connect()
+        await fac.connect()
+        await fac.pump()
+        fac.session.inbox.clear()
+
+        # Another connection takes the write lock: every COMMIT now waits for it.
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(60)
+            conn.rollback()
+            conn.close()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        try:
+            assert locked.wait(10)
+            frames = []
+            for i in range(N):
+                update = ann.local(
+                    lambda d, i=i: d.get("notes", type=Map).__setitem__(
+                        f"n{i:03}", Map({"block": "gains", "text": Text(f"idea {i}")})
+                    )
+                )
+                assert update is not None
+                frames.append(protocol.sync_update(update))
+            # Every frame is taken (validated, applied) although none can commit: before the
+            # pipeline the first one waited here for its COMMIT, and the second was never read.
+            for frame in frames:
+                await asyncio.wait_for(room.receive(ann.session, frame), 20)
+            assert len(room.doc.get("notes", type=Map)) >= N
+            assert len(room.pipeline) == N
+            # Nobody else has seen any of it: it is not durable.
+            assert _note_ids_in_order(fac.session.inbox) == []
+            assert not ann.closes
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await asyncio.wait_for(room.pipeline.drained(), 30)
+        # Now durable, and released in the order the room applied them.
+        assert _note_ids_in_order(fac.session.inbox) == [f"n{i:03}" for i in range(N)]
+        await fac.pump()
+        assert json_of(fac.doc) == json_of(room.doc)
+        stored = await room.store.load("c")
+        assert stored is not None and doc_json(stored.parts()) == json_of(room.doc)
+
+
+async def test_a_late_joiner_is_never_served_what_is_not_durable(tmp_path: Path) -> None:
+    """Sync step 2 waits for the barrier: a joiner during a stalled commit gets the notes only
+    once they are durable, and then all of them."""
+    async with canvas_rooms(tmp_path) as [room]:
+        ann = Client("ann", ANN, 7003, room)
+        await ann.connect()
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(60)
+            conn.rollback()
+            conn.close()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        try:
+            assert locked.wait(10)
+            update = ann.local(
+                lambda d: d.get("notes", type=Map).__setitem__(
+                    "late", Map({"block": "gains", "text": Text("not durable yet")})
+                )
+            )
+            assert update is not None
+            await room.receive(ann.session, protocol.sync_update(update))
+            joiner = RecordingSession(FAC)
+            await room.join(joiner)
+            step1 = asyncio.ensure_future(room.receive(joiner, protocol.sync_step1(b"\x00")))
+            # Wait (a condition, by yielding) until its sync step 1 is parked on the barrier.
+            for _ in range(10_000):
+                if room.durable._waiters:
+                    break
+                await asyncio.sleep(0)
+            assert room.durable._waiters and not step1.done()
+            assert not [f for f in joiner.inbox if f[:2] == b"\x00\x01"]  # no sync step 2 yet
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await asyncio.wait_for(step1, 30)
+        step2 = [protocol.decode(f) for f in joiner.inbox if f[:2] == b"\x00\x01"]
+        assert len(step2) == 1
+        doc: Doc = Doc()
+        doc.apply_update(step2[0].payload)
+        assert "late" in doc.get("notes", type=Map)
