@@ -131,3 +131,39 @@ async def test_timer_in_server_time(server: ServerProcess) -> None:
     )
     await bob.wait_for(lambda: bob.doc.get("timers", type=Map)["ideation"]["state"] == "stopped")
     await close_all(w)
+
+
+async def test_a_restore_keeps_rounds_and_freeze_and_is_refused_while_frozen(
+    server: ServerProcess,
+) -> None:
+    """Rounds, timers and the stage are the session's, not content: restoring a version saved
+    while a round was open does not reopen it nor drop its tally."""
+    w = await workshop(server)
+    fac, bob = w.clients["fac"], w.clients["Bob"]
+    fac.add_note("n1", "an idea", block="customer-jobs")
+    await bob.wait_for(lambda: "n1" in bob.notes)
+    rid = route(server, "POST", w, "/rounds", w.fac_token, {"dots": 1}).json()["id"]
+    saved = route(server, "POST", w, "/versions", w.fac_token, {"name": "round open"})
+    assert saved.status_code == 201, saved.text
+    assert (
+        route(
+            server, "PUT", w, f"/rounds/{rid}/ballot", w.members["Bob"].token, {"dots": {"n1": 1}}
+        ).status_code
+        == 200
+    )
+    tally = route(server, "POST", w, f"/rounds/{rid}/close", w.fac_token).json()["tally"]
+    fac.add_note("n2", "after the version", block="customer-jobs")
+    await bob.wait_for(lambda: "n2" in bob.notes)
+
+    restored = route(server, "POST", w, f"/versions/{saved.json()['id']}/restore", w.fac_token)
+    assert restored.status_code == 200, restored.text
+    await bob.wait_for(lambda: "n2" not in bob.notes)
+    rounds = bob.doc.get("rounds", type=Map).to_py() or {}
+    assert rounds[rid]["status"] == "closed" and rounds[rid]["tally"] == tally
+
+    assert route(server, "PUT", w, "/freeze", w.fac_token, {"frozen": True}).status_code == 200
+    again = route(server, "POST", w, f"/versions/{saved.json()['id']}/restore", w.fac_token)
+    assert again.status_code == 409
+    await bob.wait_for(lambda: stage_of(bob).get("frozen") is True)
+    assert "n2" not in bob.notes
+    await close_all(w)
