@@ -168,3 +168,25 @@ async def test_no_socket_can_write_a_round_or_its_tally(server: ServerProcess) -
     await bob.wait_for(lambda: rounds_of(bob)[rid].get("tally") == closed["tally"])
     assert "live" not in rounds_of(bob)[rid] and closed["tally"]["voters"] == 1
     await close_all(w)
+
+
+async def test_replacing_a_hidden_ballot_sends_nobody_anything(server: ServerProcess) -> None:
+    """While results are hidden, only "someone started (or stopped) voting" reaches the sockets:
+    changing one's dots moves no byte of the document."""
+    w = await workshop(server)
+    a, b, _ = await _notes(w)
+    rid = route(server, "POST", w, "/rounds", w.fac_token, {"dots": 2, "per_note": 2}).json()["id"]
+    ann, bob = w.clients["Ann"], w.members["Bob"]
+    put = f"/rounds/{rid}/ballot"
+    assert route(server, "PUT", w, put, bob.token, {"dots": {a: 1}}).status_code == 200
+    await ann.wait_for(lambda: rounds_of(ann).get(rid, {}).get("voters") == 1)
+    mark = len(ann.frames_received)
+    for dots in ({b: 1}, {a: 1, b: 1}, {b: 2}, {a: 2}):
+        assert route(server, "PUT", w, put, bob.token, {"dots": dots}).status_code == 200
+    # The next change that does move the document arrives after them, in order: nothing before.
+    assert route(server, "PUT", w, put, bob.token, {"dots": {}}).status_code == 200
+    await ann.wait_for(lambda: rounds_of(ann)[rid]["voters"] == 0)
+    updates = received_updates(ann)[len(received_updates(ann, mark)) :]
+    assert len(updates) == 1
+    assert route(server, "GET", w, put, bob.token).json()["dots"] == {}
+    await close_all(w)

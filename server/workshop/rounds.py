@@ -125,9 +125,15 @@ def write_progress(doc: Doc, round_id: str, ballots: list[Ballot], names: dict[s
         return
     state = read(doc, round_id)
     assert state is not None
-    entry["voters"] = sum(1 for b in ballots if b.dots)
+    # Written only when they change: a hidden round's document then moves only when someone
+    # starts or stops voting, however often ballots are replaced.
+    voters = sum(1 for b in ballots if b.dots)
+    if entry.get("voters") != voters:
+        entry["voters"] = voters
     if state.config.visibility == "live":
-        entry["live"] = tally(doc, state.config, ballots, names)
+        live = tally(doc, state.config, ballots, names)
+        if state.live != live:
+            entry["live"] = live
 
 
 def write_close(
