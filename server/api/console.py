@@ -52,6 +52,10 @@ VERBS = {
     "freeze": "froze the canvas",
     "unfreeze": "unfroze the canvas",
     "gather": "brought everyone to their view",
+    "release": "let everyone move freely",
+    "lock-all": "locked every block",
+    "unlock-all": "unlocked every block",
+    "settings": "changed the settings",
     "role": "changed the role of",
     "remove": "removed participant",
 }
@@ -240,7 +244,8 @@ async def timeline(
             continue
         org_name = names.get(a.org_id, a.org_id) if a.org_id else "facilitation"
         verb = VERBS.get(a.action, a.action)
-        text = f"{a.user_name} ({org_name}) {verb} {a.target}".rstrip()
+        target = "" if a.target == canvas_id else a.target  # canvas-wide actions
+        text = f"{a.user_name} ({org_name}) {verb} {target}".rstrip()
         if a.detail:
             text += f": {a.detail}"
         out.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -173,3 +174,41 @@ def test_a_comment_thread_from_two_organizations(make_canvas: Any, open_page: An
     thread.first.get_by_role("button", name="Resolve").click()
     expect(bob.locator("#ws-thread li").first).to_have_class("resolved")
     shot(bob, "comments")
+
+
+def test_the_console_shows_who_is_here_and_freezes_the_canvas(
+    make_canvas: Any, open_page: Any
+) -> None:
+    canvas = make_canvas("business-model", orgs=ORGS)
+    server = canvas.server
+    headers = {"Authorization": f"Bearer {canvas.facilitator_token}"}
+    invite = httpx.post(
+        f"{server.http}/api/canvases/{canvas.id}/invites",
+        json={"org_id": canvas.org_id(ORGS[1]), "role": "editor", "expires_in_s": 3600},
+        headers=headers,
+    ).json()
+    joined = httpx.post(f"{server.http}/api/invites/{invite['id']}/redeem", json={"name": "Bea"})
+    fac = open_page(canvas, canvas.facilitator_token)
+    bea = open_page(canvas, joined.json()["token"])
+    wait_connected(fac)
+    wait_connected(bea)
+    fac.click("#ws-console-refresh")
+    row = fac.locator("#ws-people tr", has_text="Bea")
+    expect(row).to_contain_text("Beta Labs")
+    expect(row).to_contain_text("online")
+    expect(fac.locator("#ws-invite-uses")).to_contain_text("Beta Labs · editor: 1 use")
+
+    fac.check("#ws-freeze")
+    expect(bea.locator("#ws-frozen")).to_contain_text("frozen")
+    bea.locator('section.block[data-block-id="key-partners"] button.add-note').click()
+    bea.keyboard.type("during the freeze")
+    bea.keyboard.press("Escape")
+    expect(bea.locator(".toast-error").last).to_contain_text("frozen")
+    assert (
+        httpx.get(f"{server.http}/api/canvases/{canvas.id}", headers=headers).json()["notes"] == {}
+    )
+    fac.click("#ws-console-refresh")
+    expect(fac.locator("#ws-timeline")).to_contain_text("froze the canvas")
+    shot(fac, "console")
+    fac.uncheck("#ws-freeze")
+    expect(bea.locator("#ws-frozen")).to_be_hidden()

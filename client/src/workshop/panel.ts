@@ -132,6 +132,7 @@ export class WorkshopPanel {
   private readonly frozenBanner = h('div', { class: 'ws-frozen', id: 'ws-frozen', role: 'status', hidden: true })
   private readonly people = h('table', { class: 'ws-people', id: 'ws-people' })
   private readonly timeline = h('ul', { class: 'ws-timeline', id: 'ws-timeline' })
+  private readonly inviteUses = h('ul', { class: 'ws-invites', id: 'ws-invite-uses' })
   private readonly orgFilter = h('select', { id: 'ws-timeline-org', 'aria-label': 'Timeline: organization' })
 
   constructor(
@@ -571,6 +572,8 @@ export class WorkshopPanel {
       refresh,
       h('h3', {}, 'Participants'),
       this.people,
+      h('h3', {}, 'Invite links in use'),
+      this.inviteUses,
       h('h3', {}, 'Timeline'),
       this.orgFilter,
       this.timeline,
@@ -597,6 +600,12 @@ export class WorkshopPanel {
             h('td', {}, p.removed ? '' : button('Remove', () => void this.act(this.api.call('DELETE', `/participants/${p.user_id}`).then(() => this.refreshConsole())))),
           )
         }),
+      )
+      const invites = await this.api.call<Array<{ id: string; org_id: string; role: string; uses: number; max_uses: number | null; revoked: boolean; expired: boolean }>>('GET', '/invites')
+      this.inviteUses.replaceChildren(
+        ...invites
+          .filter((i) => !i.revoked && !i.expired)
+          .map((i) => h('li', { 'data-invite-id': i.id }, `${this.orgName(i.org_id)} · ${i.role}: ${i.uses}${i.max_uses ? ` of ${i.max_uses}` : ''} use${i.uses === 1 ? '' : 's'}`)),
       )
       const orgs = [...this.doc.getMap('orgs').keys()]
       const chosen = this.orgFilter.value
