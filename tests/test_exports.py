@@ -70,7 +70,9 @@ def test_json_round_trips() -> None:
     doc: Doc = Doc()
     with doc.transaction():
         make_equal(doc, out)
-    assert doc_to_json(doc) == content
+    restored = doc_to_json(doc)
+    assert {k: restored[k] for k in content} == content
+    assert not any(v for k, v in restored.items() if k not in content)  # links etc.: none
     # Equal content, equal bytes: the API, the menu and CI produce the same file.
     assert export(content, "json") == export(canvas(), "json")
 
