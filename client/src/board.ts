@@ -274,6 +274,7 @@ export class Board {
       setAttr(view.lockBtn, 'aria-pressed', String(locked))
       setAttr(view.lockBtn, 'aria-label', `${locked ? 'Unlock' : 'Lock'} ${b.title}`)
     }
+    setAttr(view.section, 'aria-label', blockLabel(b, this.members.get(b.id)?.size ?? 0))
     // A lock changes who may edit the block's notes.
     if (lockChanged) for (const id of this.members.get(b.id) ?? []) this.dirty.add(id)
   }
@@ -758,7 +759,7 @@ export class Board {
   private attachDrag(view: NoteView): void {
     const el = view.el
     el.addEventListener('pointerdown', (e) => {
-      if (e.button !== 0 || view.editing) return
+      if (e.button !== 0 || view.editing || this.viewport.spacePressed) return
       if ((e.target as HTMLElement).closest('button')) return
       const block = this.blocks.get(view.note.block)
       if (!this.host.canEditNote(view.note, block?.info)) return

@@ -318,6 +318,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const onAwareness = (): void => this.renderPresence()
     awareness.on('change', onAwareness)
     const ticker = setInterval(() => {
+      // Tells tests (and the curious) when joins and leaves are announced.
+      setAttr(this.peopleEl, 'data-settled', String(this.tracker.isSettled(Date.now())))
       for (const u of this.tracker.tick(Date.now()).left) this.presenceNews(`${personLabel(u, allOrgs(this.cdoc))} left`)
     }, 1000)
     // Say goodbye while the socket is still open, so others see us leave at once.

@@ -69,6 +69,11 @@ export class Viewport {
     this.listeners.clear()
   }
 
+  /** Space held: every drag pans, even one that starts on a note. */
+  get spacePressed(): boolean {
+    return this.spaceDown
+  }
+
   get state(): ViewState {
     return { ...this.view }
   }

@@ -32,10 +32,11 @@ export function whyReadOnly(note: NoteInfo, ctx: WhyContext): { who: string; why
  */
 export function explainRefusal(reason: string, blockTitle: (id: string) => string | undefined): string {
   const r = reason.trim()
-  if (r === 'viewers cannot change the canvas') return VIEWER
-  if (r === 'this note belongs to another organization') return 'That note is protected by its organization: on this canvas each organization changes only its own notes. Your change was undone.'
+  const say = (words: string): string => `Your change was not accepted and has been undone. ${words}`
+  if (r === 'viewers cannot change the canvas') return say(VIEWER)
+  if (r === 'this note belongs to another organization') return say('That note is protected by its organization: on this canvas each organization changes only its own notes.')
   const locked = /^block (.+) is locked$/.exec(r)
-  if (locked?.[1]) return `${LOCKED(blockTitle(locked[1]) ?? locked[1])} Your change was undone.`
+  if (locked?.[1]) return say(LOCKED(blockTitle(locked[1]) ?? locked[1]))
   return `Your change was not accepted: ${r || 'permission denied'}`
 }
 
