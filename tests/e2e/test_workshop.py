@@ -13,7 +13,12 @@ from .ui import block, box, note, wait_connected
 
 pytestmark = pytest.mark.e2e
 
-SIZES = {"1920x1080": (1920, 1080), "1440x900": (1440, 900), "1024x768": (1024, 768), "390x844": (390, 844)}
+SIZES = {
+    "1920x1080": (1920, 1080),
+    "1440x900": (1440, 900),
+    "1024x768": (1024, 768),
+    "390x844": (390, 844),
+}
 THREE = ("Acme Corp", "Beta Labs", "Gamma Works")
 PEOPLE = {"Acme Corp": "Alice Smith", "Beta Labs": "Bob Jones", "Gamma Works": "Gina Park"}
 
@@ -269,16 +274,16 @@ def test_a_protected_note_says_whose_it_is_and_why(make_canvas, open_page):
     assert alice.errors == []
 
 
-def test_phone_has_no_horizontal_scroll_shows_one_block_and_a_people_drawer(
-    make_canvas, open_page
-):
+def test_phone_has_no_horizontal_scroll_shows_one_block_and_a_people_drawer(make_canvas, open_page):
     canvas = make_canvas("business-model", title="A rather long workshop title for a phone screen")
     page = open_page(canvas, canvas.token("Alice Smith", "Acme Corp"), width=390, height=844)
     wait_connected(page)
     no_horizontal_scroll(page)
     top = box(page.locator(".topbar"))
     assert top["height"] < 60, "header stays on one line"
-    assert inside(box(page.locator("#connection-status")), {"x": 0, "y": 0, "width": 390, "height": 844})
+    assert inside(
+        box(page.locator("#connection-status")), {"x": 0, "y": 0, "width": 390, "height": 844}
+    )
     nav = page.locator(".block-nav")
     expect(nav).to_be_visible()
     board = box(page.locator("#board"))
@@ -309,7 +314,9 @@ def test_phone_has_no_horizontal_scroll_shows_one_block_and_a_people_drawer(
 
 
 @pytest.mark.parametrize("template", ["business-model", "value-proposition", "partner-co-creation"])
-def test_screenshots_of_each_template_at_four_sizes(template, make_canvas, open_page, screenshots_dir):
+def test_screenshots_of_each_template_at_four_sizes(
+    template, make_canvas, open_page, screenshots_dir
+):
     canvas = make_canvas(template, orgs=THREE, title=f"Workshop — {template}")
     blocks = {
         "business-model": ["key-partners", "value-propositions", "customer-segments", "channels"],
@@ -322,7 +329,12 @@ def test_screenshots_of_each_template_at_four_sizes(template, make_canvas, open_
         wait_connected(p)
         slug = canvas.org_id(org)
         for i, bid in enumerate(blocks):
-            quick_note(p, bid.format(org=slug), f"{org.split()[0]} idea {i + 1}" + (" with a longer text that wraps" if (i + k) % 3 == 0 else ""))
+            quick_note(
+                p,
+                bid.format(org=slug),
+                f"{org.split()[0]} idea {i + 1}"
+                + (" with a longer text that wraps" if (i + k) % 3 == 0 else ""),
+            )
         page = page or p
     assert page is not None
     expect(page.locator(".note")).to_have_count(3 * len(blocks))
