@@ -74,6 +74,8 @@ export class Board {
   private readonly world: HTMLElement
   private readonly cursorLayer: HTMLElement
   private readonly measurer: HTMLElement
+  /** One text node, rewritten in place: measuring a note costs one character-data change. */
+  private readonly measureText = document.createTextNode('')
   private readonly nav: HTMLElement
   private readonly navSelect: HTMLSelectElement
   private blocks = new Map<string, BlockView>()
@@ -102,7 +104,7 @@ export class Board {
   constructor(private readonly host: BoardHost) {
     this.world = h('div', { class: 'board-world' })
     this.cursorLayer = h('div', { class: 'cursor-layer', 'aria-hidden': 'true' })
-    this.measurer = h('div', { class: 'note-measure', 'aria-hidden': 'true' })
+    this.measurer = h('div', { class: 'note-measure', 'aria-hidden': 'true' }, this.measureText)
     // One shared description each, so every note and block tells how to operate it.
     const help = h(
       'div',
@@ -364,7 +366,7 @@ export class Board {
     if (known && known.text === text) return
     let lines = 1
     if (text) {
-      this.measurer.textContent = text.endsWith('\n') ? text + ' ' : text
+      this.measureText.data = text.endsWith('\n') ? text + ' ' : text
       lines = Math.max(1, Math.ceil((this.measurer.scrollHeight - 0.5) / NOTE_LINE))
     }
     const full = Math.max(NOTE_MIN_H, NOTE_CHROME_H + lines * NOTE_LINE)
