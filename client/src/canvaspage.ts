@@ -153,6 +153,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
       this.outlineEl.hidden = !show
       outlineToggle.setAttribute('aria-pressed', String(show))
       if (show) {
+        // Where the side panel is a drawer, the outline opens it.
+        if (this.drawerBtn.offsetParent !== null && this.drawerBtn.getAttribute('aria-expanded') !== 'true') this.drawerBtn.click()
         this.renderOutlineNow()
         this.outlineEl.querySelector<HTMLElement>('h2')?.setAttribute('tabindex', '-1')
         this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
