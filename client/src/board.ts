@@ -604,6 +604,11 @@ export class Board {
     }
   }
 
+  /** Show a canvas area (another person's `viewport.visibleRect()`), whole and centred. */
+  showRect(rect: Rect, reason: 'user' | 'api' = 'api'): void {
+    this.viewport.fitRect(rect, { padding: 0, maxScale: 3 }, reason)
+  }
+
   blockRect(id: string): Rect | undefined {
     return this.geom.blocks.get(id)?.rect
   }
@@ -739,7 +744,14 @@ export class Board {
 
   private onDoubleClick(e: MouseEvent): void {
     const t = e.target as HTMLElement
-    if (t.closest('.note, button, .block-head')) return
+    if (t.closest('.note, button')) return
+    // Double-click a block's title: zoom to that block.
+    const head = t.closest<HTMLElement>('.block-head')
+    if (head) {
+      const id = head.closest<HTMLElement>('.block')?.dataset.blockId
+      if (id) this.zoomToBlock(id, 'user')
+      return
+    }
     const pt = this.viewport.toCanvas(e.clientX, e.clientY)
     const g = geomBlockAt(this.geom, pt.x, pt.y)
     if (!g) return

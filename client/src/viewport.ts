@@ -102,6 +102,13 @@ export class Viewport {
     return { x: x * this.view.scale + this.view.x, y: y * this.view.scale + this.view.y }
   }
 
+  /** The canvas area on screen now: what "follow the facilitator" broadcasts (fitRect shows it elsewhere). */
+  visibleRect(): Rect {
+    const { w, h } = this.size()
+    const s = this.view.scale
+    return { x: -this.view.x / s, y: -this.view.y / s, w: w / s, h: h / s }
+  }
+
   /** Zoom to `scale`, keeping the canvas point under `anchor` (viewport px; default: centre) in place. */
   zoomTo(scale: number, anchor?: { x: number; y: number }, reason: 'user' | 'api' = 'api'): void {
     const s = clamp(scale, MIN_SCALE, MAX_SCALE)

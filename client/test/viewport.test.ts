@@ -59,3 +59,16 @@ describe('Viewport', () => {
     expect(v.state.y).toBe(0)
   })
 })
+
+describe('Viewport.visibleRect', () => {
+  it('round-trips through fitRect on a viewport of the same shape (follow the facilitator)', () => {
+    const a = viewport(800, 600)
+    a.set({ scale: 0.7, x: -120, y: 45 })
+    const seen = a.visibleRect()
+    const b = viewport(800, 600)
+    b.fitRect(seen, { padding: 0, maxScale: 3 })
+    expect(b.state.scale).toBeCloseTo(0.7, 6)
+    expect(b.state.x).toBeCloseTo(-120, 6)
+    expect(b.state.y).toBeCloseTo(45, 6)
+  })
+})
