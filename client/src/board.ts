@@ -785,8 +785,19 @@ export class Board {
       let dragging = false
       // Listen on window rather than capturing the pointer: a plain click must still reach
       // the textarea (click-to-edit), and capture would retarget it to the note.
+      const cancel = (): void => {
+        window.removeEventListener('pointermove', move)
+        window.removeEventListener('pointerup', up)
+        window.removeEventListener('pointercancel', up)
+        el.classList.remove('dragging')
+        el.style.translate = ''
+      }
       const move = (ev: PointerEvent): void => {
         if (ev.pointerId !== e.pointerId) return
+        if (this.viewport.pinching) {
+          cancel()
+          return
+        }
         const s = this.viewport.state.scale
         const dx = (ev.clientX - startX) / s
         const dy = (ev.clientY - startY) / s
@@ -798,11 +809,7 @@ export class Board {
       }
       const up = (ev: PointerEvent): void => {
         if (ev.pointerId !== e.pointerId) return
-        window.removeEventListener('pointermove', move)
-        window.removeEventListener('pointerup', up)
-        window.removeEventListener('pointercancel', up)
-        el.classList.remove('dragging')
-        el.style.translate = ''
+        cancel()
         if (!dragging || ev.type === 'pointercancel') return
         view.suppressClick = true
         setTimeout(() => (view.suppressClick = false), 0)

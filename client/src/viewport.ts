@@ -74,6 +74,11 @@ export class Viewport {
     return this.spaceDown
   }
 
+  /** Two fingers down: a pinch, which wins over dragging a note. */
+  get pinching(): boolean {
+    return this.pinch !== null
+  }
+
   get state(): ViewState {
     return { ...this.view }
   }

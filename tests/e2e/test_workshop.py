@@ -348,3 +348,43 @@ def test_screenshots_of_each_template_at_four_sizes(
         expect(page.locator(".zoom-level")).to_be_visible()
         no_horizontal_scroll(page)
         page.screenshot(path=str(screenshots_dir / f"{template}-{name}.png"))
+
+
+def test_two_finger_pinch_zooms_around_the_fingers(make_canvas, open_page):
+    canvas = make_canvas("business-model")
+    page = open_page(canvas, canvas.token("Alice Smith", "Acme Corp"), width=1024, height=768)
+    wait_connected(page)
+    nid = quick_note(page, "channels", "pinch me")
+    b = box(note(page, nid))
+    cx, cy = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 2})
+
+    def touch(kind: str, spread: float) -> None:
+        points = (
+            []
+            if kind == "touchEnd"
+            else [
+                {"x": cx - spread, "y": cy, "id": 0},
+                {"x": cx + spread, "y": cy, "id": 1},
+            ]
+        )
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    # One finger starts on the note itself: a pinch wins over dragging it.
+    assert b["width"] / 2 > 20
+    placed = note(page, nid).evaluate("n => n.style.transform")
+    touch("touchStart", 20)
+    for spread in (25, 32, 40):
+        touch("touchMove", spread)
+    touch("touchEnd", 0)
+    grown = box(note(page, nid))
+    assert grown["width"] > b["width"] * 1.6, (b, grown)
+    # The point between the fingers stayed put: the note is still centred there.
+    assert (
+        abs(grown["x"] + grown["width"] / 2 - cx) < 3
+        and abs(grown["y"] + grown["height"] / 2 - cy) < 3
+    )
+    expect(block(page, "channels").locator(f'[data-note-id="{nid}"]')).to_have_count(1)
+    assert note(page, nid).evaluate("n => n.style.transform") == placed, "the pinch moved the note"
+    assert page.errors == []
