@@ -337,12 +337,17 @@ export class Board {
         this.members.set(home, set)
       }
       set.add(n.id)
+      let moved = false
       if (view.el.parentElement !== block.area) {
         const hadFocus = view.el.contains(document.activeElement)
         block.area.append(view.el)
         if (hadFocus) view.el.focus({ preventScroll: true })
+        moved = true
       }
-      touched.add(home)
+      // Typing that keeps the note's height leaves its block's packing alone.
+      const key = `${n.x}\u0001${n.y}\u0001${n.createdAt}\u0001${this.heightOf(n.id)}`
+      if (moved || before !== home || view.layoutKey !== key || !this.packs.get(home)?.pos.has(n.id)) touched.add(home)
+      view.layoutKey = key
     }
   }
 

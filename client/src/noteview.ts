@@ -38,6 +38,8 @@ export class NoteView {
   note: NoteInfo
   /** The block whose notes area holds this note (the board's bookkeeping). */
   home: string | undefined
+  /** What its block's packing last saw of it (position, age, height). */
+  layoutKey = ''
   private placed = { left: NaN, top: NaN, h: NaN, full: NaN }
 
   constructor(

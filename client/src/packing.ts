@@ -41,7 +41,14 @@ function byAge(a: PackItem, b: PackItem): number {
   return a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 }
 
+/**
+ * Beyond this many notes in one block, free placement (quadratic per note) gives way to a
+ * flow layout (linear): a canvas flooded with notes must not freeze everyone's browser.
+ */
+export const FREE_PLACEMENT_MAX = 150
+
 export function packNotes(items: readonly PackItem[], areaW: number, baseH: number): Packed {
+  if (items.length > FREE_PLACEMENT_MAX) return flowNotes(items, areaW)
   const maxLeft = Math.max(0, areaW - NOTE_W)
   const cols = columns(areaW)
   const colLeft = Array.from({ length: cols }, (_, c) => Math.min(maxLeft, c * (NOTE_W + NOTE_GAP)))
@@ -78,6 +85,22 @@ export function packNotes(items: readonly PackItem[], areaW: number, baseH: numb
     height = Math.max(height, at.top + it.h)
   }
   return { pos, height }
+}
+
+/** Columns filled shortest-first in age order: no overlap, O(notes × columns). */
+function flowNotes(items: readonly PackItem[], areaW: number): Packed {
+  const cols = columns(areaW)
+  const maxLeft = Math.max(0, areaW - NOTE_W)
+  const bottoms = new Array<number>(cols).fill(0)
+  const pos = new Map<string, { left: number; top: number }>()
+  for (const it of [...items].sort(byAge)) {
+    let c = 0
+    for (let i = 1; i < cols; i++) if ((bottoms[i] ?? 0) < (bottoms[c] ?? 0)) c = i
+    const top = bottoms[c] ?? 0
+    pos.set(it.id, { left: Math.min(maxLeft, c * (NOTE_W + NOTE_GAP)), top })
+    bottoms[c] = top + it.h + NOTE_GAP
+  }
+  return { pos, height: Math.max(0, ...bottoms.map((b) => b - NOTE_GAP)) }
 }
 
 /**

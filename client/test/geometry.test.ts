@@ -145,3 +145,22 @@ describe('say why', () => {
     expect(explainRefusal('', () => undefined)).toBe('Your change was not accepted: permission denied')
   })
 })
+
+describe('packNotes under a flood', () => {
+  it('lays out 3,000 notes in one block without overlap (flow layout past FREE_PLACEMENT_MAX)', () => {
+    const items: PackItem[] = Array.from({ length: 3000 }, (_, i) => ({ id: `n${i}`, x: 0, y: 0, h: 76 + (i % 4) * 16, createdAt: i }))
+    const p = packNotes(items, 304, 250)
+    const byCol = new Map<number, Array<{ top: number; h: number }>>()
+    for (const it of items) {
+      const q = p.pos.get(it.id)!
+      const list = byCol.get(q.left) ?? []
+      list.push({ top: q.top, h: it.h })
+      byCol.set(q.left, list)
+    }
+    expect(byCol.size).toBe(2)
+    for (const list of byCol.values()) {
+      list.sort((a, b) => a.top - b.top)
+      for (let i = 1; i < list.length; i++) expect(list[i]!.top).toBeGreaterThanOrEqual(list[i - 1]!.top + list[i - 1]!.h + NOTE_GAP)
+    }
+  })
+})
