@@ -23,6 +23,7 @@ import { lockIcon } from './icons'
 import { buildLayout, layoutSignature, readingOrder, type Panel } from './layout'
 import { allBlocks, allOrgs, clamp01, orgLabel, readNote, type BlockInfo, type CanvasDoc, type NoteInfo, type OrgView } from './model'
 import { NoteView, type NoteCallbacks } from './noteview'
+import { Overview } from './overview'
 import { nextSlot, packNotes, type Packed } from './packing'
 import type { Cursor, Peer, PresenceUser } from './presence'
 import { personLabel } from './presence'
@@ -78,6 +79,7 @@ export class Board {
   private readonly measureText = document.createTextNode('')
   private readonly nav: HTMLElement
   private readonly navSelect: HTMLSelectElement
+  private readonly overview: Overview
   private blocks = new Map<string, BlockView>()
   private panelViews = new Map<string, PanelView>()
   private notes = new Map<string, NoteView>()
@@ -120,11 +122,13 @@ export class Board {
     this.navSelect.addEventListener('change', () => this.showBlock(this.navSelect.value))
     this.nav = h('nav', { class: 'block-nav', 'aria-label': 'Blocks' }, prev, this.navSelect, next)
     this.el = h('div', { class: 'board', id: 'board' }, help, this.world, this.cursorLayer, this.measurer)
-    this.viewport = new Viewport(this.el, this.world, (t) => !!t.closest('.note, button, textarea, input, select, a, .block-nav'))
+    this.viewport = new Viewport(this.el, this.world, (t) => !!t.closest('.note, button, textarea, input, select, a, .block-nav, .overview'))
+    this.overview = new Overview(this.viewport)
+    this.el.append(this.overview.el)
     this.frames = new FrameScheduler(() => this.flush())
     this.viewport.onChange((_v, reason) => {
       if (reason === 'user') this.userMoved = true
-      this.frames.cursors(() => this.renderCursors())
+      this.frames.cursors(() => this.renderView())
     })
     this.el.addEventListener('keydown', (e) => this.onKeyDown(e))
     this.el.addEventListener('pointermove', (e) => this.onPointerMove(e))
@@ -443,13 +447,20 @@ export class Board {
     }
     const content = unionRect(this.geom.panels.map((p) => p.rect)) ?? { x: 0, y: 0, w: 1, h: 1 }
     this.viewport.setContent(content)
+    this.overview.setGeometry(this.geom, content)
     this.world.style.width = `${this.geom.width}px`
     this.world.style.height = `${this.geom.height}px`
     if (!this.fitted && this.geom.blocks.size) {
       this.fitted = true
       queueMicrotask(() => this.initialView())
     }
-    this.frames.cursors(() => this.renderCursors())
+    this.frames.cursors(() => this.renderView())
+  }
+
+  /** Once a frame after the view or the layout changed: cursors and the overview. */
+  private renderView(): void {
+    this.renderCursors()
+    this.overview.update(this.singleBlockMode)
   }
 
   private placeNotes(blockId: string): void {
@@ -570,7 +581,7 @@ export class Board {
   /** Re-fit after a resize unless the person moved the view themselves. */
   resized(): void {
     if (!this.userMoved) this.initialView()
-    this.frames.cursors(() => this.renderCursors())
+    this.frames.cursors(() => this.renderView())
   }
 
   fitAll(reason: 'user' | 'api' = 'api'): void {

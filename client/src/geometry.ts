@@ -204,9 +204,12 @@ export function sides(n: number): { left: number; right: number } {
   return { left, right: n - left }
 }
 
-/** A column of maps beside the profile: one map wide up to two maps, then two wide. */
+/**
+ * Maps beside the profile: one column up to three maps (on a landscape screen a taller
+ * canvas fits larger than a wider one), a full two-by-two for four (eight partners).
+ */
 function sideGrid(count: number): { cols: number; rows: number } {
-  const cols = count <= 2 ? 1 : 2
+  const cols = count <= 3 ? 1 : 2
   return { cols, rows: Math.ceil(count / cols) }
 }
 

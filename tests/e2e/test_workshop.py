@@ -184,7 +184,7 @@ def test_zoom_and_pan_keep_the_note_under_the_pointer(make_canvas, open_page):
 
 
 def test_fit_shows_every_block_and_the_profile_stays_central_with_six_partners(
-    make_canvas, open_page
+    make_canvas, open_page, screenshots_dir
 ):
     partners = ("Acme Corp", "Beta Labs", "Gamma Works", "Delta AG", "Epsilon Oy", "Zeta BV")
     canvas = make_canvas("partner-co-creation", orgs=partners)
@@ -195,9 +195,19 @@ def test_fit_shows_every_block_and_the_profile_stays_central_with_six_partners(
     # Zoom in and wander off, then Fit brings everything back.
     for _ in range(4):
         page.locator("button.zoom-in").click()
+    # Zoomed in, an overview shows where we are; pressing on it pans there.
+    overview = page.locator(".overview")
+    expect(overview).to_be_visible()
+    ov = box(overview)
+    page.mouse.click(ov["x"] + ov["width"] / 2, ov["y"] + ov["height"] / 2)
+    profile_now = box(page.locator(".shape-circle"))
+    assert overlap(profile_now, board), "the overview's centre is the profile"
+    page.screenshot(path=str(screenshots_dir / "partner-co-creation-six-partners-zoomed.png"))
     page.mouse.move(board["x"] + 50, board["y"] + 50)
     page.mouse.wheel(2000, 1500)
     press_fit(page)
+    expect(overview).to_be_hidden()
+    page.screenshot(path=str(screenshots_dir / "partner-co-creation-six-partners-fit.png"))
     for bid in page.eval_on_selector_all("section.block", "els => els.map(e => e.dataset.blockId)"):
         assert inside(box(block(page, bid)), board), f"{bid} not on screen after Fit"
     profile = box(page.locator(".shape-circle"))
