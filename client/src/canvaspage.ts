@@ -28,6 +28,7 @@ import { PresenceTracker, editorsByNote, peersFrom, peopleHere, personLabel, typ
 import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, type Claims } from './session'
 import { toast } from './toast'
 import { VersionsPanel } from './versions'
+import { explainRefusal, showWhy, whyReadOnly } from './why'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -91,6 +92,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly meEl: HTMLElement
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
+  private readonly zoomLabel: HTMLElement
+  private readonly drawerBtn: HTMLButtonElement
   private peopleSignature = ''
   private readonly fit: FitView
 
@@ -116,6 +119,17 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.undoBtn.addEventListener('click', () => this.undo.undo())
     this.redoBtn.addEventListener('click', () => this.undo.redo())
     const outlineToggle = h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', 'aria-controls': 'outline' }, 'Outline view')
+    // Zoom: the board's viewport API, also on the keyboard (= / - / 0 on the board).
+    const zoomOut = h('button', { type: 'button', class: 'btn btn-icon zoom-out', title: 'Zoom out (-)', 'aria-label': 'Zoom out' }, '−')
+    const zoomIn = h('button', { type: 'button', class: 'btn btn-icon zoom-in', title: 'Zoom in (=)', 'aria-label': 'Zoom in' }, '+')
+    const fit = h('button', { type: 'button', class: 'btn fit-all', title: 'Show the whole canvas (0)' }, 'Fit')
+    this.zoomLabel = h('span', { class: 'zoom-level', 'aria-live': 'off' }, '100%')
+    zoomOut.addEventListener('click', () => this.board.viewport.zoomBy(1 / 1.25, undefined, 'user'))
+    zoomIn.addEventListener('click', () => this.board.viewport.zoomBy(1.25, undefined, 'user'))
+    fit.addEventListener('click', () => this.board.fitAll('user'))
+    this.board.onViewChange((v) => setText(this.zoomLabel, `${Math.round(v.scale * 100)}%`))
+    // Below desktop widths the side panel is a drawer over the board, opened from the toolbar.
+    this.drawerBtn = h('button', { type: 'button', class: 'btn drawer-toggle', 'aria-expanded': 'false', 'aria-controls': 'sidebar' }, 'People')
     const announceBox = h('input', { type: 'checkbox', id: 'announce-presence' })
     const liveRegion = h('div', { class: 'visually-hidden', id: 'presence-live' })
     this.announcer = new Announcer(liveRegion)
@@ -144,6 +158,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
       this.outlineEl.hidden = !show
       outlineToggle.setAttribute('aria-pressed', String(show))
       if (show) {
+        // Where the side panel is a drawer, the outline opens it.
+        if (this.drawerBtn.offsetParent !== null && this.drawerBtn.getAttribute('aria-expanded') !== 'true') this.drawerBtn.click()
         this.renderOutlineNow()
         this.outlineEl.querySelector<HTMLElement>('h2')?.setAttribute('tabindex', '-1')
         this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
@@ -152,7 +168,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
     this.versionsPanel = new VersionsPanel(canvasId, token, me.role === 'facilitator')
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
-    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el)
+    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.board.navEl, this.loadingEl, this.board.el)
     // Fit across partners (fitview.ts): links drawn over the board, the contribution map, the value exchange.
     this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
     this.cleanups.push(() => this.fit.destroy())
@@ -179,8 +195,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
           { class: 'toolbar', role: 'group', 'aria-label': 'Canvas tools' },
           this.undoBtn,
           this.redoBtn,
+          h('span', { class: 'zoom-group', role: 'group', 'aria-label': 'Zoom' }, zoomOut, this.zoomLabel, zoomIn, fit),
           outlineToggle,
           this.fit.toggle,
+          this.drawerBtn,
           h('label', { class: 'check' }, announceBox, ' Announce who joins and leaves'),
           help,
         ),
@@ -190,7 +208,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
           boardWrap,
           h(
             'aside',
-            { class: 'sidebar', 'aria-label': 'People and tools' },
+            { class: 'sidebar', id: 'sidebar', 'aria-label': 'People and tools' },
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
@@ -202,15 +220,34 @@ class LiveCanvas implements CanvasPage, BoardHost {
       ),
     )
 
+    const sidebar = root.querySelector<HTMLElement>('#sidebar')
+    this.drawerBtn.addEventListener('click', () => {
+      const open = this.drawerBtn.getAttribute('aria-expanded') !== 'true'
+      this.drawerBtn.setAttribute('aria-expanded', String(open))
+      sidebar?.classList.toggle('open', open)
+      if (open) sidebar?.querySelector<HTMLElement>('h2')?.focus()
+    })
+
     // --- document -----------------------------------------------------------------------
+    // Structure (blocks, orgs, meta) re-renders the board's frame; notes are passed on by id,
+    // so a remote edit costs the notes it changed, once per frame.
     const rerender = (): void => this.render()
+    const onNotes = (events: Array<Y.YEvent<any>>, tr: Y.Transaction): void => {
+      const ids = new Set<string>()
+      for (const ev of events) {
+        if (ev.target === this.cdoc.notes) for (const k of (ev as Y.YMapEvent<unknown>).keysChanged) ids.add(k)
+        else if (typeof ev.path[0] === 'string') ids.add(ev.path[0])
+      }
+      this.board.notesChanged(ids, tr.origin === LOCAL)
+      this.scheduleOutline()
+    }
     this.cdoc.blocks.observeDeep(rerender)
-    this.cdoc.notes.observeDeep(rerender)
+    this.cdoc.notes.observeDeep(onNotes)
     this.cdoc.orgs.observeDeep(rerender)
     this.cdoc.meta.observe(rerender)
     this.cleanups.push(() => {
       this.cdoc.blocks.unobserveDeep(rerender)
-      this.cdoc.notes.unobserveDeep(rerender)
+      this.cdoc.notes.unobserveDeep(onNotes)
       this.cdoc.orgs.unobserveDeep(rerender)
       this.cdoc.meta.unobserve(rerender)
     })
@@ -231,7 +268,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     // (The server already sent compensating changes, so the doc is consistent again.)
     this.provider.messageHandlers[2] = (_enc, decoder) => {
       authProtocol.readAuthMessage(decoder, doc, (_d, reason) => {
-        toast(`Your change was not accepted: ${reason || 'permission denied'}`, 'error', 10000)
+        toast(explainRefusal(reason, (id) => this.board.blockInfo(id)?.title), 'error', 10000)
       })
     }
     doc.on('update', (_u: Uint8Array, origin: unknown) => {
@@ -296,18 +333,21 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const onAwareness = (): void => this.renderPresence()
     awareness.on('change', onAwareness)
     const ticker = setInterval(() => {
-      for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u, allOrgs(this.cdoc))} left`)
+      // Tells tests (and the curious) when joins and leaves are announced.
+      setAttr(this.peopleEl, 'data-settled', String(this.tracker.isSettled(Date.now())))
+      for (const u of this.tracker.tick(Date.now()).left) this.presenceNews(`${personLabel(u, allOrgs(this.cdoc))} left`)
     }, 1000)
     // Say goodbye while the socket is still open, so others see us leave at once.
     const onPageHide = (): void => awarenessProtocol.removeAwarenessStates(awareness, [doc.clientID], 'window unload')
     window.addEventListener('pagehide', onPageHide)
     this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide))
-    const onResize = (): void => this.board.renderCursors()
+    const onResize = (): void => this.board.resized()
     window.addEventListener('resize', onResize)
     this.cleanups.push(() => {
       awareness.off('change', onAwareness)
       clearInterval(ticker)
       window.removeEventListener('resize', onResize)
+      this.board.destroy()
     })
 
     // --- keyboard: undo/redo anywhere on the page, including inside a note ---------------
@@ -361,6 +401,19 @@ class LiveCanvas implements CanvasPage, BoardHost {
     toast(message, 'error')
   }
 
+  explainReadOnly(note: NoteInfo, block: BlockInfo | undefined, anchor: HTMLElement): void {
+    const why = whyReadOnly(note, { me: this.me, protectNotes: this.protectNotes(), org: orgLabel(allOrgs(this.cdoc), note.org), block })
+    if (!why) return
+    showWhy(anchor, why.who, why.why)
+    this.announcer.say(`${why.who}. ${why.why}`)
+  }
+
+  /** Joins and leaves: a quiet toast for everyone, the live region for screen readers (if wanted). */
+  private presenceNews(message: string): void {
+    toast(message, 'info', 3500)
+    this.announcer.presence(message)
+  }
+
   addNote(blockId: string, at?: { x: number; y: number }): void {
     const block = this.board.blockInfo(blockId)
     if (!block) return
@@ -374,7 +427,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       blockId,
       { id: this.me.sub, name: this.me.name, org: this.me.org, color: org.color || NEUTRAL_COLOR },
       LOCAL,
-      at ? { at } : { grid: this.board.gridFor(blockId) },
+      { at: at ?? this.board.spotFor(blockId) },
     )
     // Each note is its own undo step, not merged with typing that follows.
     this.undo.stopCapturing()
@@ -391,7 +444,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       return
     }
     const crossing = view.note.block !== blockId
-    moveNote(this.cdoc, noteId, blockId, at, LOCAL, this.board.gridFor(blockId))
+    moveNote(this.cdoc, noteId, blockId, at ?? this.board.spotFor(blockId) ?? null, LOCAL)
     this.undo.stopCapturing()
     if (crossing) this.announcer.say(`Note moved to ${target.title}`)
     this.board.focusNote(noteId)
@@ -476,6 +529,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     }
     this.invitePanel?.setOrgs(allOrgs(this.cdoc))
+    this.scheduleOutline()
+  }
+
+  private scheduleOutline(): void {
     if (!this.outlineEl.hidden && !this.outlineTimer) {
       // Debounced: rewriting the outline under a screen reader's virtual cursor is disorienting.
       this.outlineTimer = setTimeout(() => {
@@ -515,8 +572,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
     }
     this.board.setPeers(peers, editorsByNote(peers))
     const change = this.tracker.update(people, Date.now())
-    for (const u of change.joined) this.announcer.presence(`${personLabel(u, orgs)} joined`)
-    for (const u of change.left) this.announcer.presence(`${personLabel(u, orgs)} left`)
+    for (const u of change.joined) this.presenceNews(`${personLabel(u, orgs)} joined`)
+    for (const u of change.left) this.presenceNews(`${personLabel(u, orgs)} left`)
+    setText(this.drawerBtn, `People (${people.length})`)
   }
 
   private updateConn(patch: Partial<ConnectionState>): void {
