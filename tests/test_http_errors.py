@@ -23,7 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, deps, health, partners
+from server.api import canvases, deps, drafts, health, partners
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -337,7 +337,12 @@ def _expected_statuses(route: Any) -> set[int]:
 
 def test_every_route_declares_the_statuses_it_can_answer() -> None:
     schema = _schema()
-    routes = [*canvases.router.routes, *partners.router.routes, *health.router.routes]
+    routes = [
+        *canvases.router.routes,
+        *partners.router.routes,
+        *health.router.routes,
+        *drafts.router.routes,
+    ]
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     seen = set()
     for route in routes:
@@ -377,6 +382,8 @@ VALID_BODIES = {
     "/api/canvases/{canvas_id}/orgs": {"name": "Gamma"},
     "/api/canvases/{canvas_id}/invites": {"org_id": "alpha", "role": "editor", "expires_in_s": 60},
     "/api/invites/{invite_id}/redeem": {"name": "Ann"},
+    "/api/canvases/{canvas_id}/drafts/settings": {"self_publish": True},
+    "/api/canvases/{canvas_id}/drafts/reveal": {},
 }
 
 
