@@ -53,6 +53,9 @@ WS_PREFIX = "/drafts/"  # the WebSocket door: /drafts/{canvas_id}
 FACILITATOR_ACCESS = "drafts_facilitator_access"  # the facilitator may open every draft space
 SELF_PUBLISH = "drafts_self_publish"  # an organization's editors may reveal their own drafts
 TEMPLATE = "draft-space"
+# The facilitator's sessions in draft spaces carry this as their "invite": turning
+# facilitator_access off revokes it like a link, closing them (4410) on every node.
+FACILITATOR_PASS = ":facilitator-pass"
 
 # Test hook (COCANVAS_TEST_HOOKS only): kill -9 this process at a point of a reveal.
 CRASH_POINTS = ("before-shared", "after-shared")
@@ -130,7 +133,9 @@ class DraftSpaces:
                 raise _not_found("no such organization on this canvas")
             if identity is None:
                 return org_id, None
-            inside = Identity(identity.user_id, identity.name, org_id, ROLE_EDITOR)
+            inside = Identity(
+                identity.user_id, identity.name, org_id, ROLE_EDITOR, FACILITATOR_PASS
+            )
             return org_id, inside
         assert identity is not None
         if not identity.org_id or identity.org_id not in orgs:
@@ -321,6 +326,10 @@ class DraftSpaces:
             room = self.rooms.get_loaded(doc_id)
             if room is not None:
                 room.close_sessions_of_invite(invite_id)
+
+    def withdraw_facilitator(self, canvas_id: str, orgs: Iterable[str]) -> None:
+        """facilitator_access was turned off: the facilitator's draft sockets close."""
+        self.revoke_invite(canvas_id, FACILITATOR_PASS, orgs)
 
     async def delete_canvas(self, canvas_id: str, orgs: Iterable[str]) -> None:
         """The canvas was deleted (the store deleted its draft spaces with it): close them."""

@@ -165,6 +165,7 @@ async def handle(
         await _refuse(send, closecodes.REVOKED, "invite link names no organization", subprotocol)
         return
     rooms = services.rooms
+    lapses = closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED
     try:
         if door is not None:
             rooms, room, identity = await door.open(identity, canvas_id, scope)
@@ -202,8 +203,8 @@ async def handle(
         lapse = asyncio.get_running_loop().call_later(
             max(0.0, services.tokens.expires_at(token or "") - time.time()),
             session.close,
-            closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED,
-            "invite link expired" if identity.invite_id else "token expired",
+            lapses,
+            "invite link expired" if lapses == closecodes.REVOKED else "token expired",
         )
         await room.join(session)
         try:

@@ -293,3 +293,23 @@ async def test_shared_doors_never_open_a_draft_document(tmp_path: Path) -> None:
         # Deleting the canvas deletes its draft spaces' documents too.
         assert await store.delete_canvas("c")
         assert await store.load("c/drafts/alpha") is None
+
+
+async def test_reveal_keeps_formatting_and_reopening_writes_nothing(tmp_path: Path) -> None:
+    async with world(tmp_path, nodes=1) as (one,):
+        ann = await drafter(one, ANN)
+        await write(ann, note("gains", "bøld claim"))
+
+        def embolden(d: Doc) -> None:
+            d.get("notes", type=Map)["n-bøld claim"]["text"].format(0, 5, {"bold": True})
+
+        await write(ann, embolden)
+        room = ann.room
+        before = room.log_count
+        again, _ = await one.spaces.open(AL, "c", None)  # frame unchanged, nothing to settle
+        assert again is room and room.log_count == before
+        one.spaces.release(again)
+        await one.spaces.reveal("c", ["alpha"], None, FRAN)
+        watcher = await viewer_of_shared(one, BOB)
+        text = watcher.doc.get("notes", type=Map)["n-bøld claim"]["text"]
+        assert text.diff() == [("bøld", {"bold": True}), (" claim", None)]

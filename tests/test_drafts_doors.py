@@ -344,7 +344,16 @@ async def test_draft_doors_refuse_and_revoking_a_link_closes_draft_sockets(
     assert r.status_code == 200 and r.json()["facilitator_access"] is True
     assert r.json()["self_publish"] is False
     allowed = await YClient(drafts_ws(server), cid, fac + "&org=alpha", "f2").connect()
-    await allowed.close()
+    # Turning access off again closes the facilitator's open draft socket.
+    r = httpx.put(
+        f"{server.http}/api/canvases/{cid}/drafts/settings",
+        json={"facilitator_access": False},
+        headers=auth(fac),
+    )
+    assert r.status_code == 200
+    await asyncio.wait_for(allowed.closed.wait(), 10)
+    assert allowed.close_code == closecodes.REVOKED
+    assert await refused(probe) == closecodes.FORBIDDEN
     r = httpx.put(
         f"{server.http}/api/canvases/{cid}/drafts/settings",
         json={"facilitator_access": True},

@@ -153,8 +153,13 @@ def write_revealed(shared: Doc, drafts: list[Draft], record: dict[str, Any]) -> 
     for d in drafts:
         notes[d.id] = Map({k: _value(v) for k, v in d.fields.items()} | {"text": Text()})
         text = notes[d.id]["text"]
+        text.insert(0, "".join(chunk for chunk, _ in d.text))
+        at = 0  # pycrdt counts text positions in UTF-8 bytes
         for chunk, attrs in d.text:
-            text.insert(len(text), chunk, attrs)
+            size = len(chunk.encode())
+            if attrs:
+                text.format(at, at + size, attrs)
+            at += size
     shared.get("meta", type=Map)[LAST_REVEAL] = record
 
 
