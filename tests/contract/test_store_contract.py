@@ -235,7 +235,9 @@ async def test_documents_a_canvas_owns_are_not_listed_and_go_with_it(store: Stor
     await store.create_canvas(canvas("cc"), None)
     await store.create_canvas(canvas("c/drafts/alpha"), author.edit("a", "private"))
     await store.create_canvas(canvas("cc/drafts/alpha"), None)
-    await store.append("c/drafts/alpha", author.edit("b", "2"), audit=[entry("c/drafts/alpha", 1.0, "b")])
+    await store.append(
+        "c/drafts/alpha", author.edit("b", "2"), audit=[entry("c/drafts/alpha", 1.0, "b")]
+    )
     assert sorted(c.id for c in await store.list_canvases()) == ["c", "cc"]
     assert await store.list_audit("c") == []
     assert await store.delete_canvas("c")
