@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def spa() -> FileResponse:
             return FileResponse(index)
 
-        for path in ("/", "/c/{canvas_id}", "/i/{invite_id}"):
+        for path in ("/", "/c/{canvas_id}", "/c/{canvas_id}/drafts", "/i/{invite_id}"):
             app.add_api_route(path, spa, include_in_schema=False)
     else:
 

@@ -18,6 +18,7 @@ import {
   type WsStatus,
 } from './connection'
 import { chooseDialog, confirmDialog } from './dialogs'
+import { DraftsPanel, RevealWatcher, draftBanner, draftOrg, draftParams, draftsWsBase, type DraftMode } from './drafts'
 import { h, setAttr, setText } from './dom'
 import { InvitePanel } from './invites'
 import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type NoteInfo } from './model'
@@ -46,7 +47,7 @@ export interface CanvasPage {
   destroy(): void
 }
 
-export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPage {
+export function renderCanvasPage(root: HTMLElement, canvasId: string, drafts: DraftMode | null = null): CanvasPage {
   const token = loadToken(canvasId)
   const claims = token ? decodeClaims(token) : null
   if (!token || !claims) {
@@ -57,7 +58,7 @@ export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPag
     messagePage(root, 'Your access has expired', 'Ask the facilitator for a new invite link to rejoin this canvas.')
     return { destroy() {} }
   }
-  return new LiveCanvas(root, canvasId, token, claims)
+  return new LiveCanvas(root, canvasId, token, claims, drafts)
 }
 
 /** Marks this page's own transactions: the UndoManager tracks only these. */
@@ -89,12 +90,20 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
   private peopleSignature = ''
+  // Private drafts (drafts.ts): this page is a draft space, or the shared canvas's panel.
+  private readonly draftsPanel: DraftsPanel | null
+  private readonly banner: ReturnType<typeof draftBanner> | null
+  private readonly reveals = new RevealWatcher((sentence) => {
+    toast(sentence, 'info', 10000)
+    this.announcer.say(sentence)
+  })
 
   constructor(
     root: HTMLElement,
     private readonly canvasId: string,
     private readonly token: string,
     private readonly me: Claims,
+    private readonly drafts: DraftMode | null = null,
   ) {
     const doc = this.cdoc.doc
     this.board = new Board(this)
@@ -144,14 +153,16 @@ class LiveCanvas implements CanvasPage, BoardHost {
         this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
       }
     })
-    this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.invitePanel = me.role === 'facilitator' && !drafts ? new InvitePanel(canvasId, token) : null
+    this.draftsPanel = drafts ? null : new DraftsPanel(canvasId, token, me)
+    this.banner = drafts ? draftBanner(canvasId) : null
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
     root.replaceChildren(
       h(
         'div',
-        { class: 'page canvas-page' },
+        { class: drafts ? 'page canvas-page drafts-mode' : 'page canvas-page' },
         h(
           'header',
           { class: 'topbar' },
@@ -164,6 +175,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
           this.statusEl,
           this.retryBtn,
         ),
+        this.banner?.el ?? null,
         h(
           'div',
           { class: 'toolbar', role: 'group', 'aria-label': 'Canvas tools' },
@@ -183,6 +195,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
+            this.draftsPanel?.el ?? null,
           ),
         ),
         liveRegion,
@@ -208,8 +221,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     for (const ev of ['stack-item-added', 'stack-item-popped', 'stack-cleared'] as const) this.undo.on(ev, updateUndo)
 
     // --- connection ---------------------------------------------------------------------
-    this.provider = new WebsocketProvider(wsBase(), canvasId, doc, {
-      params: { token },
+    this.provider = new WebsocketProvider(drafts ? draftsWsBase() : wsBase(), canvasId, doc, {
+      params: drafts ? draftParams(token, drafts) : { token },
       // Tabs of one browser sync through the server only: every edit is checked there.
       disableBc: true,
       shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
@@ -323,7 +336,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   // --- BoardHost ---------------------------------------------------------------------------
 
   private myOrg() {
-    return orgLabel(allOrgs(this.cdoc), this.me.org)
+    return orgLabel(allOrgs(this.cdoc), this.drafts ? draftOrg(this.me, this.drafts) : this.me.org)
   }
 
   isFacilitator(): boolean {
@@ -444,8 +457,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const title = String(this.cdoc.meta.get('title') ?? '')
     const template = String(this.cdoc.meta.get('template') ?? '')
     if (title || this.conn.synced) {
-      setText(this.titleEl, title || 'Untitled canvas')
-      document.title = `${title || 'Canvas'} — CoCanvas`
+      setText(this.titleEl, (this.drafts ? 'Private drafts · ' : '') + (title || 'Untitled canvas'))
+      document.title = `${this.drafts ? 'Private drafts — ' : ''}${title || 'Canvas'} — CoCanvas`
     }
     setText(this.subtitleEl, template ? templateLabel(template) : '')
     this.board.render()
@@ -462,6 +475,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     }
     this.invitePanel?.setOrgs(allOrgs(this.cdoc))
+    this.draftsPanel?.setOrgs(allOrgs(this.cdoc))
+    this.banner?.setOrg(org)
+    if (!this.drafts) this.reveals.update(this.cdoc.meta.get('last_reveal'), allOrgs(this.cdoc), this.conn.synced)
     if (!this.outlineEl.hidden && !this.outlineTimer) {
       // Debounced: rewriting the outline under a screen reader's virtual cursor is disorienting.
       this.outlineTimer = setTimeout(() => {
@@ -519,6 +535,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   destroy(): void {
+    this.draftsPanel?.destroy()
     for (const c of this.cleanups) c()
     this.provider.destroy()
     this.undo.destroy()
