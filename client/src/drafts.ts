@@ -4,6 +4,7 @@
 import './drafts.css'
 import { ApiError } from './api'
 import { h, setText } from './dom'
+import { lockIcon } from './icons'
 import type { OrgView } from './model'
 import type { Claims } from './session'
 import { toast } from './toast'
@@ -37,7 +38,7 @@ export function draftBanner(canvasId: string): { el: HTMLElement; setOrg(org: Or
   const el = h(
     'div',
     { class: 'draft-banner', role: 'note', id: 'draft-banner' },
-    h('span', { class: 'draft-lock', 'aria-hidden': 'true' }, '🔒'),
+    h('span', { class: 'draft-lock', 'aria-hidden': 'true' }, lockIcon(true)),
     h('span', {}, 'Private to ', name, ' — only your organization sees these drafts until they are revealed.'),
     h('a', { href: `/c/${encodeURIComponent(canvasId)}`, class: 'btn btn-small' }, 'Back to the shared canvas'),
   )
