@@ -76,17 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.start()
         broker = open_broker(settings.redis_url, settings.node_id)
         await broker.start()
+        room_options: dict[str, float | int] = {
+            "awareness_tick_s": settings.awareness_tick_ms / 1000,
+            "compact_updates": settings.compact_updates,
+            "compact_bytes": settings.compact_bytes,
+            "max_document_bytes": settings.max_document_bytes,
+        }
         rooms = Rooms(
             store,
             broker,
             idle_seconds=settings.room_idle_seconds,
             gate_factory=PolicyGate,
-            room_options={
-                "awareness_tick_s": settings.awareness_tick_ms / 1000,
-                "compact_updates": settings.compact_updates,
-                "compact_bytes": settings.compact_bytes,
-                "max_document_bytes": settings.max_document_bytes,
-            },
+            room_options=room_options,
         )
         services = Services(settings, store, broker, rooms, tokens)
         # Draft spaces: rooms of their own, so no shared door can reach one (server/drafts.py).
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker,
             idle_seconds=settings.room_idle_seconds,
             gate_factory=PolicyGate,
-            room_options={"awareness_tick_s": settings.awareness_tick_ms / 1000},
+            room_options=room_options,
         )
         services.drafts = drafts.DraftSpaces(
             store,

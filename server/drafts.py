@@ -255,11 +255,21 @@ class DraftSpaces:
             for org in sorted(set(orgs)):
                 if await self.store.get_canvas(draft_id(canvas_id, org)) is not None:
                     held.append(await self.acquire(canvas_id, org))
+            found = {room: content.drafts_in(room.doc, note_ids) for room in held}
+            # An id drafted in two organizations' spaces (a hostile client picks its ids) would
+            # overwrite one with the other inside the one update: both are kept back.
+            seen: dict[str, int] = {}
+            for ds in found.values():
+                for d in ds:
+                    seen[d.id] = seen.get(d.id, 0) + 1
             picked: dict[Room, list[content.Draft]] = {}
-            for room in held:
-                drafts = content.drafts_in(room.doc, note_ids)
-                ok = [d for d in drafts if not content.taken(shared.doc, d)]
-                result.conflicts += [d.id for d in drafts if content.taken(shared.doc, d)]
+            for room, drafts in found.items():
+                ok = []
+                for d in drafts:
+                    if seen[d.id] > 1 or content.taken(shared.doc, d):
+                        result.conflicts.append(d.id)
+                    else:
+                        ok.append(d)
                 if ok:
                     picked[room] = ok
             everything = [d for ds in picked.values() for d in ds]

@@ -235,6 +235,24 @@ async def test_a_draft_cannot_overwrite_another_organizations_note(tmp_path: Pat
         assert "victim" in notes(ann)  # still private, not silently lost
 
 
+async def test_the_same_id_in_two_organizations_drafts_overwrites_neither(tmp_path: Path) -> None:
+    """A hostile member of Beta drafts under an id Alpha also uses (client ids are chosen by
+    clients): "reveal all" reveals neither, so neither organization's note replaces the other."""
+    async with world(tmp_path, nodes=1) as (one,):
+        ann = await drafter(one, ANN)
+        bob = await drafter(one, BOB)
+        await write(ann, note("gains", "alpha's", id="same"))
+        await write(ann, note("gains", "alpha other"))
+        await write(bob, note("pains", "beta's", id="same"))
+        result = await one.spaces.reveal("c", ["alpha", "beta"], None, FRAN)
+        assert sorted(result.conflicts) == ["same", "same"]
+        assert result.revealed == {"alpha": ["n-alpha other"]}
+        watcher = await viewer_of_shared(one, BOB)
+        assert set(notes(watcher)) == {"n-alpha other"}
+        await pump(ann, bob)
+        assert notes(ann)["same"]["text"] == "alpha's" and notes(bob)["same"]["text"] == "beta's"
+
+
 @pytest.mark.parametrize("point", drafts.CRASH_POINTS)
 async def test_interrupted_reveal_is_all_or_none_and_rolls_forward(
     tmp_path: Path, point: str, monkeypatch: pytest.MonkeyPatch

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from .. import drafts
+from .. import closecodes, drafts
 from ..auth import TokenError
+from ..closecodes import CloseSession
 from ..session import ROLE_EDITOR
 from ..store.base import CanvasNotFound
 from .deps import Caller, canvas_caller, facilitator, services
@@ -20,6 +21,7 @@ from .errors import (
     NO_CANVAS,
     PARTICIPANT,
     VALIDATION,
+    ErrorOut,
     JSONRoute,
     StrictIn,
     declare,
@@ -94,7 +96,14 @@ async def _org_ids(spaces: drafts.DraftSpaces, canvas_id: str) -> set[str]:
         raise HTTPException(exc.status, exc.message) from None
 
 
-@router.get("", response_model=DraftsOut, responses=declare(PARTICIPANT, NO_CANVAS, VALIDATION))
+STORE_DOWN = {503: {"model": ErrorOut, "description": "the store is unavailable; retry"}}
+
+
+@router.get(
+    "",
+    response_model=DraftsOut,
+    responses=declare(PARTICIPANT, NO_CANVAS, VALIDATION, STORE_DOWN),
+)
 async def draft_counts(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(canvas_caller)
 ) -> DraftsOut:
@@ -113,6 +122,10 @@ async def draft_counts(
         counts = await spaces.counts(canvas_id, orgs)
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
+    except CloseSession as exc:  # settling a draft space needed the store
+        raise HTTPException(
+            404 if exc.code == closecodes.NOT_FOUND else 503, "store unavailable"
+        ) from None
     return DraftsOut(settings=_settings_out(record.settings), counts=counts)
 
 
@@ -152,6 +165,7 @@ async def put_draft_settings(
         FACILITATOR,
         NO_CANVAS,
         BODY,
+        STORE_DOWN,
         s403="token for another canvas, or not allowed to reveal these organizations' drafts "
         "(editors: only their own, and only when the canvas allows self-publishing)",
         s422="invalid body, or `orgs` names an organization the canvas does not have",
@@ -191,6 +205,12 @@ async def reveal(
         raise HTTPException(404, "canvas not found") from None
     except TokenError as exc:
         raise HTTPException(exc.status, exc.message) from None
+    except CloseSession as exc:  # the store failed for the shared canvas or a draft space
+        if exc.code == closecodes.NOT_FOUND:
+            raise HTTPException(404, "canvas not found") from None
+        raise HTTPException(
+            503, "the store is unavailable: nothing or all of the reveal is on the canvas; retry"
+        ) from None
     return RevealOut(
         revealed=result.revealed, conflicts=result.conflicts, count=result.count, at=result.at
     )
