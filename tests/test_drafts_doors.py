@@ -242,6 +242,12 @@ async def test_drafts_never_reach_another_organization_through_any_door(
             assert list(c.notes.keys()).count(nid) == 1
         await again.wait_for(lambda: nid not in again.notes)
         assert marker.encode() in b"".join(on_shared.chunks)
+        # A's own members, on the shared canvas on both nodes, see it exactly once too.
+        for s, m in ((a, al), (b, ann)):
+            mine = await YClient(s.ws, cid, m.token, f"{m.name}@{s.port}").connect()
+            tap.clients.append(mine)
+            assert nid in mine.notes and mine.notes[nid]["author_name"] == "Ann"
+            assert sorted(mine.notes.keys()) == sorted([nid, "shared-1"])
         await again.close()
     finally:
         for t in spies:
