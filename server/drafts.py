@@ -304,7 +304,9 @@ class DraftSpaces:
             self._crash("after-shared")
             for room, ds in picked.items():
                 gone = [d.id for d in ds]
-                await room.apply_server_change(functools.partial(content.remove, ids=gone))
+                await room.apply_server_change(
+                    functools.partial(content.remove, ids=gone, record=record)
+                )
             log.info(
                 "revealed %d drafts of %s on %s",
                 len(everything),

@@ -198,6 +198,7 @@ async def test_reveal_all_on_both_nodes_exactly_once_with_author_and_org(tmp_pat
             assert got["n-alpha idea"]["text"] == "alpha idea"
             assert w.doc.get("meta", type=Map)["last_reveal"]["count"] == 2
         assert notes(ann) == {} and notes(bob) == {}  # removed from the draft spaces
+        assert ann.doc.get("meta", type=Map)["last_reveal"]["orgs"] == ["alpha", "beta"]
         # Revealing again reveals nothing and duplicates nothing.
         again = await two.spaces.reveal("c", ["alpha", "beta"], None, FRAN)
         assert again.count == 0

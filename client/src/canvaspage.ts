@@ -477,7 +477,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.invitePanel?.setOrgs(allOrgs(this.cdoc))
     this.draftsPanel?.setOrgs(allOrgs(this.cdoc))
     this.banner?.setOrg(org)
-    if (!this.drafts) this.reveals.update(this.cdoc.meta.get('last_reveal'), allOrgs(this.cdoc), this.conn.synced)
+    this.reveals.update(this.cdoc.meta.get('last_reveal'), allOrgs(this.cdoc), this.conn.synced)
     if (!this.outlineEl.hidden && !this.outlineTimer) {
       // Debounced: rewriting the outline under a screen reader's virtual cursor is disorienting.
       this.outlineTimer = setTimeout(() => {

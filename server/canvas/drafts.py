@@ -163,8 +163,12 @@ def write_revealed(shared: Doc, drafts: list[Draft], record: dict[str, Any]) -> 
     shared.get("meta", type=Map)[LAST_REVEAL] = record
 
 
-def remove(doc: Doc, ids: Iterable[str]) -> None:
+def remove(doc: Doc, ids: Iterable[str], record: dict[str, Any] | None = None) -> None:
+    """Delete drafts (revealed, or settled after an interrupted reveal); with ``record``, also
+    tell the draft space's members about the reveal (its ``meta.last_reveal``)."""
     notes = doc.get("notes", type=Map)
     for nid in ids:
         if nid in notes:
             del notes[nid]
+    if record is not None:
+        doc.get("meta", type=Map)[LAST_REVEAL] = record

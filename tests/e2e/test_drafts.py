@@ -48,6 +48,8 @@ def test_two_organizations_draft_privately_then_the_facilitator_reveals_all(
     expect(note(fay, a1)).to_be_visible()
     expect(note(fay, b1)).to_be_visible()
     expect(note(alice, a1)).to_have_count(0)  # gone from the draft space
+    expect(bob.locator("#toasts")).to_contain_text("2 drafts of Acme Corp, Beta Labs revealed")
+    expect(carol.locator("#toasts")).to_contain_text("revealed by Fay Cilitator")
     expect(counts.locator('li[data-org="acme-corp"] .draft-count')).to_have_text("0 drafts")
     for name, token in (("alice", alice_token), ("bob", bob_token)):
         shared = open_page(canvas, token)
