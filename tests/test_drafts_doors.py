@@ -393,3 +393,33 @@ async def test_draft_doors_refuse_and_revoking_a_link_closes_draft_sockets(
     assert httpx.delete(f"{server.http}/api/canvases/{cid}", headers=auth(fac)).status_code == 204
     await asyncio.wait_for(bob_c.closed.wait(), 10)
     assert bob_c.close_code == closecodes.NOT_FOUND
+
+
+async def test_a_crafted_document_id_opens_no_draft_space_through_a_shared_door(
+    server: ServerProcess,
+) -> None:
+    """The draft document's id put where the shared doors take a canvas id, raw and
+    percent-encoded: the WebSocket refuses it, the HTTP routes match nothing, no byte of the
+    draft comes back — with the facilitator's token, which names the canvas."""
+    canvas = partner_canvas(server)
+    cid, fac = canvas["id"], canvas["facilitator_token"]
+    ann = member(server, canvas, "alpha", "editor", "Ann")
+    marker = secrets.token_hex(12)
+    ann_c = await YClient(drafts_ws(server), cid, ann.token, "ann").connect()
+    ann_c.add_note("n-" + marker, marker, block="gains")
+    await ann_c.wait_for(lambda: drafted_count(server, cid, fac) == 1)
+    tap = Tap()
+    for doc_id in (f"{cid}/drafts/alpha", f"{cid}%2Fdrafts%2Falpha", f"{cid}%252Fdrafts%252Falpha"):
+        code = await refused(f"{server.ws}/{doc_id}?token={fac}", tap)
+        assert code in (closecodes.NOT_FOUND, closecodes.FORBIDDEN)
+        for path in (f"/api/canvases/{doc_id}", f"/api/canvases/{doc_id}/audit"):
+            r = httpx.get(server.http + path, headers=auth(fac))
+            assert r.status_code in (403, 404)
+            tap.chunks.append(r.content)
+    assert marker.encode() not in tap.bytes()
+    await ann_c.close()
+
+
+def drafted_count(server: ServerProcess, cid: str, token: str) -> int:
+    r = httpx.get(f"{server.http}/api/canvases/{cid}/drafts", headers=auth(token))
+    return int(r.json()["counts"]["alpha"])
