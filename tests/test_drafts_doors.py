@@ -423,3 +423,60 @@ async def test_a_crafted_document_id_opens_no_draft_space_through_a_shared_door(
 def drafted_count(server: ServerProcess, cid: str, token: str) -> int:
     r = httpx.get(f"{server.http}/api/canvases/{cid}/drafts", headers=auth(token))
     return int(r.json()["counts"]["alpha"])
+
+
+async def test_reveal_killed_on_one_node_is_all_or_nothing_on_the_other(
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
+) -> None:
+    """Node A dies (SIGKILL) right after the reveal's one update committed: node B's
+    participants get all of it (never a part), and the next look at the draft spaces on B
+    finishes the reveal there."""
+    env = {"COCANVAS_STORE_URL": pg_url, "COCANVAS_REDIS_URL": redis_proc.url}
+    a = node(
+        tmp_path,
+        "node-a",
+        COCANVAS_TEST_HOOKS="true",
+        COCANVAS_TEST_REVEAL_CRASH="after-shared",
+        **env,
+    ).start()
+    b = node(tmp_path, "node-b", **env).start()
+    clients: list[YClient] = []
+    try:
+        canvas = partner_canvas(b)
+        cid, fac = canvas["id"], canvas["facilitator_token"]
+        ann = member(b, canvas, "alpha", "editor", "Ann")
+        bob = member(b, canvas, "beta", "editor", "Bob")
+        ann_c = await YClient(drafts_ws(b), cid, ann.token, "ann").connect()
+        bob_c = await YClient(drafts_ws(b), cid, bob.token, "bob").connect()
+        watcher = await YClient(b.ws, cid, bob.token, "bob-shared").connect()
+        clients += [ann_c, bob_c, watcher]
+        for i in range(3):
+            ann_c.add_note(f"a{i}", f"alpha {i}", block="gains")
+        bob_c.add_note("b0", "beta 0", block="pains")
+        counts: dict[str, int] = {}
+
+        def drafted(on: ServerProcess) -> bool:
+            r = httpx.get(f"{on.http}/api/canvases/{cid}/drafts", headers=auth(fac))
+            counts.update(r.json()["counts"])
+            return counts == {"alpha": 3, "beta": 1}
+
+        await ann_c.wait_for(lambda: drafted(a))  # node A has it all, from the store
+        seen: list[set[str]] = []
+        watcher.doc.observe(lambda _e: seen.append(set(watcher.notes.keys())))
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"{a.http}/api/canvases/{cid}/drafts/reveal", json={}, headers=auth(fac))
+        assert a.proc is not None and a.proc.wait(10) == -9
+        a.proc = None
+        everything = {"a0", "a1", "a2", "b0"}
+        await watcher.wait_for(lambda: set(watcher.notes.keys()) == everything, timeout=30)
+        assert all(s in (set(), everything) for s in seen), seen  # never a part of it
+        r = httpx.get(f"{b.http}/api/canvases/{cid}/drafts", headers=auth(fac))
+        assert r.json()["counts"] == {"alpha": 0, "beta": 0}
+        await ann_c.wait_for(lambda: len(ann_c.notes) == 0)
+        await bob_c.wait_for(lambda: len(bob_c.notes) == 0)
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+        a.kill()
+        b.stop()
