@@ -133,9 +133,9 @@ class DraftSpaces:
                 raise _not_found("no such organization on this canvas")
             if identity is None:
                 return org_id, None
-            inside = Identity(
-                identity.user_id, identity.name, org_id, ROLE_EDITOR, FACILITATOR_PASS
-            )
+            # Its invite link (if any) still closes it when revoked; else the facilitator pass.
+            invite = identity.invite_id or FACILITATOR_PASS
+            inside = Identity(identity.user_id, identity.name, org_id, ROLE_EDITOR, invite)
             return org_id, inside
         assert identity is not None
         if not identity.org_id or identity.org_id not in orgs:
@@ -339,9 +339,14 @@ class DraftSpaces:
             if room is not None:
                 room.close_sessions_of_invite(invite_id)
 
-    def withdraw_facilitator(self, canvas_id: str, orgs: Iterable[str]) -> None:
-        """facilitator_access was turned off: the facilitator's draft sockets close."""
-        self.revoke_invite(canvas_id, FACILITATOR_PASS, orgs)
+    def withdraw_facilitator(
+        self, canvas_id: str, orgs: Iterable[str], facilitator_invites: Iterable[str] = ()
+    ) -> None:
+        """facilitator_access was turned off: the facilitators' draft sockets close (those of
+        the canvas's token, and those opened through facilitator invite links)."""
+        orgs = list(orgs)
+        for invite in (FACILITATOR_PASS, *facilitator_invites):
+            self.revoke_invite(canvas_id, invite, orgs)
 
     async def delete_canvas(self, canvas_id: str, orgs: Iterable[str]) -> None:
         """The canvas was deleted (the store deleted its draft spaces with it): close them."""

@@ -350,6 +350,21 @@ async def test_draft_doors_refuse_and_revoking_a_link_closes_draft_sockets(
     assert r.status_code == 200 and r.json()["facilitator_access"] is True
     assert r.json()["self_publish"] is False
     allowed = await YClient(drafts_ws(server), cid, fac + "&org=alpha", "f2").connect()
+    # A facilitator who joined through an invite link: revoking the link closes it here too.
+    co = member(server, canvas, "alpha", "facilitator", "Cora")
+    cora = await YClient(drafts_ws(server), cid, co.token + "&org=beta", "cora").connect()
+    revoke = f"{server.http}/api/canvases/{cid}/invites/"
+    invite_of_cora = [
+        i["id"]
+        for i in httpx.get(revoke.rstrip("/"), headers=auth(fac)).json()
+        if i["role"] == "facilitator"
+    ]
+    assert httpx.delete(revoke + invite_of_cora[0], headers=auth(fac)).status_code == 200
+    await asyncio.wait_for(cora.closed.wait(), 10)
+    assert cora.close_code == closecodes.REVOKED
+    # And one whose link stays good is closed when facilitator access is turned off.
+    co2 = member(server, canvas, "beta", "facilitator", "Cato")
+    cato = await YClient(drafts_ws(server), cid, co2.token + "&org=alpha", "cato").connect()
     # Turning access off again closes the facilitator's open draft socket.
     r = httpx.put(
         f"{server.http}/api/canvases/{cid}/drafts/settings",
@@ -359,6 +374,8 @@ async def test_draft_doors_refuse_and_revoking_a_link_closes_draft_sockets(
     assert r.status_code == 200
     await asyncio.wait_for(allowed.closed.wait(), 10)
     assert allowed.close_code == closecodes.REVOKED
+    await asyncio.wait_for(cato.closed.wait(), 10)
+    assert cato.close_code == closecodes.REVOKED
     assert await refused(probe) == closecodes.FORBIDDEN
     r = httpx.put(
         f"{server.http}/api/canvases/{cid}/drafts/settings",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from .. import closecodes, drafts
 from ..auth import TokenError
 from ..closecodes import CloseSession
-from ..session import ROLE_EDITOR
+from ..session import ROLE_EDITOR, ROLE_FACILITATOR
 from ..store.base import CanvasNotFound
 from .deps import Caller, canvas_caller, facilitator, services
 from .errors import (
@@ -154,7 +154,10 @@ async def put_draft_settings(
         raise HTTPException(404, "canvas not found") from None
     if body.facilitator_access is False:
         spaces = _spaces(svc)
-        spaces.withdraw_facilitator(canvas_id, await _org_ids(spaces, canvas_id))
+        invites = [
+            i.id for i in await svc.store.list_invites(canvas_id) if i.role == ROLE_FACILITATOR
+        ]
+        spaces.withdraw_facilitator(canvas_id, await _org_ids(spaces, canvas_id), invites)
     return _settings_out(record.settings)
 
 

@@ -3,9 +3,12 @@ own; the facilitator sees counts, reveals all, and everyone sees everything."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
 from .ui import add_note, note, wait_connected
+
+pytestmark = pytest.mark.e2e
 
 
 def test_two_organizations_draft_privately_then_the_facilitator_reveals_all(
