@@ -478,6 +478,10 @@ async def test_reveal_killed_on_one_node_is_all_or_nothing_on_the_other(
             return counts == {"alpha": 3, "beta": 1}
 
         await ann_c.wait_for(lambda: drafted(a))  # node A has it all, from the store
+        # B must know A is alive to notice it die (a node never heard from cannot be missed).
+        await ann_c.wait_for(
+            lambda: "cocanvas_broker_peers 1" in httpx.get(b.http + "/metrics").text
+        )
         seen: list[set[str]] = []
         watcher.doc.observe(lambda _e: seen.append(set(watcher.notes.keys())))
         with pytest.raises(httpx.HTTPError):
