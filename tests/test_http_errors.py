@@ -23,7 +23,7 @@ import httpx
 import orjson
 import pytest
 
-from server.api import canvases, contribution, deps, exports, health, partners, versions
+from server.api import canvases, contribution, deps, drafts, exports, health, partners, versions
 from server.api.favicon import builtin_ico
 from server.app import create_app
 from server.config import Settings
@@ -344,6 +344,7 @@ def test_every_route_declares_the_statuses_it_can_answer() -> None:
         *exports.router.routes,
         *versions.router.routes,
         *contribution.router.routes,
+        *drafts.router.routes,
     ]
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     seen = set()
@@ -386,6 +387,8 @@ VALID_BODIES = {
     "/api/invites/{invite_id}/redeem": {"name": "Ann"},
     "/api/canvases/{canvas_id}/versions": {"name": "after round 1"},
     "/api/canvases/{canvas_id}/versions/{version_id}/copy": {"title": "Copy"},
+    "/api/canvases/{canvas_id}/drafts/settings": {"self_publish": True},
+    "/api/canvases/{canvas_id}/drafts/reveal": {},
 }
 
 

@@ -18,6 +18,7 @@ import {
   type WsStatus,
 } from './connection'
 import { chooseDialog, confirmDialog } from './dialogs'
+import { DraftsPanel, RevealWatcher, draftBanner, draftOrg, draftParams, draftsWsBase, type DraftMode } from './drafts'
 import { h, setAttr, setText } from './dom'
 import { FitView } from './fitview'
 import { InvitePanel } from './invites'
@@ -49,7 +50,7 @@ export interface CanvasPage {
   destroy(): void
 }
 
-export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPage {
+export function renderCanvasPage(root: HTMLElement, canvasId: string, drafts: DraftMode | null = null): CanvasPage {
   const token = loadToken(canvasId)
   const claims = token ? decodeClaims(token) : null
   if (!token || !claims) {
@@ -60,7 +61,7 @@ export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPag
     messagePage(root, 'Your access has expired', 'Ask the facilitator for a new invite link to rejoin this canvas.')
     return { destroy() {} }
   }
-  return new LiveCanvas(root, canvasId, token, claims)
+  return new LiveCanvas(root, canvasId, token, claims, drafts)
 }
 
 /** Marks this page's own transactions: the UndoManager tracks only these. */
@@ -96,12 +97,20 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly drawerBtn: HTMLButtonElement
   private peopleSignature = ''
   private readonly fit: FitView
+  // Private drafts (drafts.ts): this page is a draft space, or the shared canvas's panel.
+  private readonly draftsPanel: DraftsPanel | null
+  private readonly banner: ReturnType<typeof draftBanner> | null
+  private readonly reveals = new RevealWatcher((sentence) => {
+    toast(sentence, 'info', 10000)
+    this.announcer.say(sentence)
+  })
 
   constructor(
     root: HTMLElement,
     private readonly canvasId: string,
     private readonly token: string,
     private readonly me: Claims,
+    private readonly drafts: DraftMode | null = null,
   ) {
     const doc = this.cdoc.doc
     this.board = new Board(this)
@@ -165,7 +174,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
         this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
       }
     })
-    this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.invitePanel = me.role === 'facilitator' && !drafts ? new InvitePanel(canvasId, token) : null
+    this.draftsPanel = drafts ? null : new DraftsPanel(canvasId, token, me)
+    this.banner = drafts ? draftBanner(canvasId) : null
     this.versionsPanel = new VersionsPanel(canvasId, token, me.role === 'facilitator')
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
     const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.board.navEl, this.loadingEl, this.board.el)
@@ -177,7 +188,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     root.replaceChildren(
       h(
         'div',
-        { class: 'page canvas-page' },
+        { class: drafts ? 'page canvas-page drafts-mode' : 'page canvas-page' },
         h(
           'header',
           { class: 'topbar' },
@@ -190,6 +201,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
           this.statusEl,
           this.retryBtn,
         ),
+        this.banner?.el ?? null,
         h(
           'div',
           { class: 'toolbar', role: 'group', 'aria-label': 'Canvas tools' },
@@ -212,7 +224,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
-            this.versionsPanel.el,
+            this.drafts ? null : this.versionsPanel.el,
+            this.draftsPanel?.el ?? null,
           ),
         ),
         this.fit.el,
@@ -258,8 +271,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     for (const ev of ['stack-item-added', 'stack-item-popped', 'stack-cleared'] as const) this.undo.on(ev, updateUndo)
 
     // --- connection ---------------------------------------------------------------------
-    this.provider = new WebsocketProvider(wsBase(), canvasId, doc, {
-      params: { token },
+    this.provider = new WebsocketProvider(drafts ? draftsWsBase() : wsBase(), canvasId, doc, {
+      params: drafts ? draftParams(token, drafts) : { token },
       // Tabs of one browser sync through the server only: every edit is checked there.
       disableBc: true,
       shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
@@ -376,7 +389,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   // --- BoardHost ---------------------------------------------------------------------------
 
   private myOrg() {
-    return orgLabel(allOrgs(this.cdoc), this.me.org)
+    return orgLabel(allOrgs(this.cdoc), this.drafts ? draftOrg(this.me, this.drafts) : this.me.org)
   }
 
   isFacilitator(): boolean {
@@ -510,8 +523,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const title = String(this.cdoc.meta.get('title') ?? '')
     const template = String(this.cdoc.meta.get('template') ?? '')
     if (title || this.conn.synced) {
-      setText(this.titleEl, title || 'Untitled canvas')
-      document.title = `${title || 'Canvas'} — CoCanvas`
+      setText(this.titleEl, (this.drafts ? 'Private drafts · ' : '') + (title || 'Untitled canvas'))
+      document.title = `${this.drafts ? 'Private drafts — ' : ''}${title || 'Canvas'} — CoCanvas`
     }
     this.versionsPanel.title = title || 'canvas'
     setText(this.subtitleEl, template ? templateLabel(template) : '')
@@ -529,6 +542,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     }
     this.invitePanel?.setOrgs(allOrgs(this.cdoc))
+    this.draftsPanel?.setOrgs(allOrgs(this.cdoc))
+    this.banner?.setOrg(org)
+    this.reveals.update(this.cdoc.meta.get('last_reveal'), allOrgs(this.cdoc), this.conn.synced)
     this.scheduleOutline()
   }
 
@@ -592,6 +608,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   destroy(): void {
+    this.draftsPanel?.destroy()
     for (const c of this.cleanups) c()
     this.provider.destroy()
     this.undo.destroy()
