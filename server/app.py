@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import closecodes, ws
+from . import closecodes, drafts, ws
 from .api import (
     canvases,
     console,
@@ -24,6 +24,7 @@ from .api import (
     versions,
     workshop,
 )
+from .api import drafts as drafts_api
 from .auth import Tokens, check_admin_token, load_or_create_secret
 from .broker import open_broker
 from .config import Settings
@@ -59,6 +60,11 @@ class CoCanvasAPI(FastAPI):
         if scope["type"] == "websocket" and scope["path"].startswith(ws.PATH_PREFIX):
             await ws.handle(self.state.services, scope, receive, send)
             return
+        if scope["type"] == "websocket" and scope["path"].startswith(drafts.WS_PREFIX):
+            services = self.state.services
+            assert services.drafts is not None
+            await ws.handle(services, scope, receive, send, drafts.DraftDoor(services.drafts))
+            return
         await super().__call__(scope, receive, send)
 
 
@@ -81,19 +87,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.start()
         broker = open_broker(settings.redis_url, settings.node_id)
         await broker.start()
+        room_options: dict[str, float | int] = {
+            "awareness_tick_s": settings.awareness_tick_ms / 1000,
+            "compact_updates": settings.compact_updates,
+            "compact_bytes": settings.compact_bytes,
+            "max_document_bytes": settings.max_document_bytes,
+        }
         rooms = Rooms(
             store,
             broker,
             idle_seconds=settings.room_idle_seconds,
             gate_factory=PolicyGate,
-            room_options={
-                "awareness_tick_s": settings.awareness_tick_ms / 1000,
-                "compact_updates": settings.compact_updates,
-                "compact_bytes": settings.compact_bytes,
-                "max_document_bytes": settings.max_document_bytes,
-            },
+            room_options=room_options,
         )
         services = Services(settings, store, broker, rooms, tokens)
+        # Draft spaces: rooms of their own, so no shared door can reach one (server/drafts.py).
+        draft_rooms = Rooms(
+            store,
+            broker,
+            idle_seconds=settings.room_idle_seconds,
+            gate_factory=PolicyGate,
+            room_options=room_options,
+        )
+        services.drafts = drafts.DraftSpaces(
+            store,
+            broker,
+            rooms,
+            draft_rooms,
+            crash_point=settings.test_reveal_crash if settings.test_hooks else "",
+        )
         services.addresses = AddressBuckets(settings.rate_messages_per_s * 4, settings.rate_burst_s)
         services.connections = AddressBuckets(settings.rate_connections_per_s, 5.0)
         app.state.services = services
@@ -106,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await draft_rooms.close_all()
             await rooms.close_all()
             await broker.close()
             await store.close()
@@ -128,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(versions.router)
     app.include_router(contribution.router)
+    app.include_router(drafts_api.router)
     app.include_router(workshop.router)
     app.include_router(console.router)
     if settings.test_hooks:
@@ -147,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def spa() -> FileResponse:
             return FileResponse(index)
 
-        for path in ("/", "/c/{canvas_id}", "/i/{invite_id}"):
+        for path in ("/", "/c/{canvas_id}", "/c/{canvas_id}/drafts", "/i/{invite_id}"):
             app.add_api_route(path, spa, include_in_schema=False)
     else:
 

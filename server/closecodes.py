@@ -13,7 +13,7 @@ SERVICE_RESTART = 1012  # graceful shutdown: reconnect (another node, or this on
 TRY_AGAIN_LATER = 1013  # this connection cannot keep up (send backlog too large)
 
 UNAUTHORIZED = 4401  # no token, bad signature, expired token
-FORBIDDEN = 4403  # token for another canvas, origin not allowed
+FORBIDDEN = 4403  # token for another canvas, origin not allowed, draft space not yours, removed
 NOT_FOUND = 4404  # no such canvas (or it was deleted)
 REVOKED = 4410  # the invite link behind this token was revoked
 ROLE_CHANGED = 4412  # the facilitator changed this participant's role: reconnect
@@ -41,11 +41,11 @@ MEANINGS: dict[int, str] = {
     TRY_AGAIN_LATER: "connection too slow: its send backlog passed COCANVAS_SEND_QUEUE_MAX_BYTES",
     UNAUTHORIZED: "no token, bad signature, expired token",
     FORBIDDEN: (
-        "token for another canvas, browser origin not allowed, or the participant was removed "
-        "from the canvas by the facilitator"
+        "token for another canvas, browser origin not allowed, a draft space not open to "
+        "this token, or the participant was removed from the canvas by the facilitator"
     ),
     ROLE_CHANGED: "the facilitator changed this participant's role; reconnect to go on with it",
-    NOT_FOUND: "canvas does not exist, or was deleted",
+    NOT_FOUND: "canvas does not exist, or was deleted (draft door: no such organization)",
     TOO_MANY_FOR_IDENTITY: "this participant has COCANVAS_MAX_CONNECTIONS_PER_IDENTITY sessions",
     TOO_MANY_CONNECTIONS: "canvas has COCANVAS_MAX_CONNECTIONS_PER_CANVAS sessions on this node",
     REVOKED: "the invite link behind this token was revoked or expired",

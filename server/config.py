@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # How fan-out frames reach sockets: "auto" uses the raw uvicorn adapter when the installed
     # uvicorn is one it was tested with (server/uvicorn_raw.py), "asgi" always the ASGI path.
     ws_writer: Literal["auto", "asgi", "raw"] = "auto"
+    # Tests only, honoured with test_hooks: kill -9 the node at this point of a draft reveal
+    # ("before-shared" or "after-shared", server/drafts.py).
+    test_reveal_crash: str = ""
 
     # Room lifecycle.
     room_idle_seconds: float = 30.0

@@ -667,6 +667,9 @@ class Room(BrokerListener):
     def on_node_lost(self, node_id: str) -> None:
         log.info("node %s lost: dropping its awareness states on %s", node_id, self.canvas_id)
         self.presence.on_node_lost(node_id)
+        # Its last updates may be committed but never published (killed between the two, e.g.
+        # in the middle of a draft reveal): catch up from the store, which has them.
+        self.healer.gap()
 
     def on_broker_gap(self) -> None:
         self.healer.gap()

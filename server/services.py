@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from .auth import Tokens
 from .broker import Broker
 from .config import Settings
+from .drafts import DraftSpaces
 from .limits import AddressBuckets, ConnectionLimiter
 from .metrics import Metrics
 from .rooms import Rooms
@@ -30,6 +31,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     addresses: AddressBuckets | None = None
     connections: AddressBuckets | None = None  # new WebSockets per address
+    drafts: DraftSpaces | None = None  # private draft spaces (server/drafts.py)
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Refuse cross-site WebSocket hijacking: a browser always sends Origin."""

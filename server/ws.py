@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from . import closecodes
@@ -25,6 +25,7 @@ from .auth import TokenError
 from .closecodes import CloseSession
 from .limits import ConnectionLimiter
 from .room import Room, spawn
+from .rooms import Rooms
 from .session import ROLE_EDITOR, Identity, Session
 from .store.base import CanvasNotFound, StoreError
 from .transport import AsgiTransport
@@ -119,9 +120,22 @@ async def _refuse(send: Send, code: int, reason: str, subprotocol: str | None = 
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def handle(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI handler for ``/ws/{canvas_id}``."""
-    canvas_id = scope["path"][len(PATH_PREFIX) :]
+class Door(Protocol):
+    """Another document behind the same socket handling (e.g. a draft space, server/drafts.py):
+    given the verified token, the room to join and who the session is inside it."""
+
+    prefix: str
+
+    async def open(
+        self, identity: Identity, canvas_id: str, scope: Scope
+    ) -> tuple[Rooms, Room, Identity]: ...
+
+
+async def handle(
+    services: Services, scope: Scope, receive: Receive, send: Send, door: Door | None = None
+) -> None:
+    """The ASGI handler for ``/ws/{canvas_id}`` (or a door's own prefix)."""
+    canvas_id = scope["path"][len(door.prefix if door is not None else PATH_PREFIX) :]
     if (await receive())["type"] != "websocket.connect":
         return
     settings = services.settings
@@ -155,10 +169,18 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
         # the facilitator's organization "" it could edit the facilitator's protected notes.
         await _refuse(send, closecodes.REVOKED, "invite link names no organization", subprotocol)
         return
+    rooms = services.rooms
+    lapses = closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED
     try:
-        room = await services.rooms.acquire(canvas_id)
+        if door is not None:
+            rooms, room, identity = await door.open(identity, canvas_id, scope)
+        else:
+            room = await rooms.acquire(canvas_id)
     except CanvasNotFound:
         await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
+        return
+    except TokenError as exc:
+        await _refuse(send, exc.code, exc.message, subprotocol)
         return
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
@@ -186,8 +208,8 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
         lapse = asyncio.get_running_loop().call_later(
             max(0.0, services.tokens.expires_at(token or "") - time.time()),
             session.close,
-            closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED,
-            "invite link expired" if identity.invite_id else "token expired",
+            lapses,
+            "invite link expired" if lapses == closecodes.REVOKED else "token expired",
         )
         await room.join(session)
         try:
@@ -200,7 +222,7 @@ async def handle(services: Services, scope: Scope, receive: Receive, send: Send)
             services.metrics.sessions.dec()
             await session.finish()
     finally:
-        services.rooms.release(room)
+        rooms.release(room)
 
 
 async def _seen(services: Services, canvas_id: str, user_id: str) -> None:

@@ -28,6 +28,7 @@ from server.api import (
     console,
     contribution,
     deps,
+    drafts,
     exports,
     health,
     partners,
@@ -354,6 +355,7 @@ def test_every_route_declares_the_statuses_it_can_answer() -> None:
         *exports.router.routes,
         *versions.router.routes,
         *contribution.router.routes,
+        *drafts.router.routes,
         *workshop.router.routes,
         *console.router.routes,
     ]
@@ -407,6 +409,8 @@ VALID_BODIES = {
     "/api/canvases/{canvas_id}/participants/{user_id}/role": {"role": "viewer"},
     "/api/canvases/{canvas_id}/versions": {"name": "after round 1"},
     "/api/canvases/{canvas_id}/versions/{version_id}/copy": {"title": "Copy"},
+    "/api/canvases/{canvas_id}/drafts/settings": {"self_publish": True},
+    "/api/canvases/{canvas_id}/drafts/reveal": {},
 }
 
 

@@ -18,6 +18,7 @@ import {
   type WsStatus,
 } from './connection'
 import { chooseDialog, confirmDialog } from './dialogs'
+import { DraftsPanel, RevealWatcher, draftBanner, draftOrg, draftParams, draftsWsBase, type DraftMode } from './drafts'
 import { h, setAttr, setText } from './dom'
 import { FitView } from './fitview'
 import { InvitePanel } from './invites'
@@ -29,6 +30,7 @@ import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, typ
 import { toast } from './toast'
 import { WorkshopPanel } from './workshop/panel'
 import { VersionsPanel } from './versions'
+import { explainRefusal, showWhy, whyReadOnly } from './why'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -49,7 +51,7 @@ export interface CanvasPage {
   destroy(): void
 }
 
-export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPage {
+export function renderCanvasPage(root: HTMLElement, canvasId: string, drafts: DraftMode | null = null): CanvasPage {
   const token = loadToken(canvasId)
   const claims = token ? decodeClaims(token) : null
   if (!token || !claims) {
@@ -60,7 +62,7 @@ export function renderCanvasPage(root: HTMLElement, canvasId: string): CanvasPag
     messagePage(root, 'Your access has expired', 'Ask the facilitator for a new invite link to rejoin this canvas.')
     return { destroy() {} }
   }
-  return new LiveCanvas(root, canvasId, token, claims)
+  return new LiveCanvas(root, canvasId, token, claims, drafts)
 }
 
 /** Marks this page's own transactions: the UndoManager tracks only these. */
@@ -84,7 +86,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly undoBtn: HTMLButtonElement
   private readonly redoBtn: HTMLButtonElement
   private readonly invitePanel: InvitePanel | null
-  private readonly workshop: WorkshopPanel
+  private readonly workshop: WorkshopPanel | null
   private readonly versionsPanel: VersionsPanel
   private readonly loadingEl: HTMLElement
   private outlineTimer: ReturnType<typeof setTimeout> | null = null
@@ -93,14 +95,24 @@ class LiveCanvas implements CanvasPage, BoardHost {
   private readonly meEl: HTMLElement
   private readonly retryBtn: HTMLButtonElement = h('button', { type: 'button', class: 'btn btn-small', hidden: true }, 'Try again')
   private lastOrgKey = ''
+  private readonly zoomLabel: HTMLElement
+  private readonly drawerBtn: HTMLButtonElement
   private peopleSignature = ''
   private readonly fit: FitView
+  // Private drafts (drafts.ts): this page is a draft space, or the shared canvas's panel.
+  private readonly draftsPanel: DraftsPanel | null
+  private readonly banner: ReturnType<typeof draftBanner> | null
+  private readonly reveals = new RevealWatcher((sentence) => {
+    toast(sentence, 'info', 10000)
+    this.announcer.say(sentence)
+  })
 
   constructor(
     root: HTMLElement,
     private readonly canvasId: string,
     private readonly token: string,
     private readonly me: Claims,
+    private readonly drafts: DraftMode | null = null,
   ) {
     const doc = this.cdoc.doc
     this.board = new Board(this)
@@ -118,6 +130,17 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.undoBtn.addEventListener('click', () => this.undo.undo())
     this.redoBtn.addEventListener('click', () => this.undo.redo())
     const outlineToggle = h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', 'aria-controls': 'outline' }, 'Outline view')
+    // Zoom: the board's viewport API, also on the keyboard (= / - / 0 on the board).
+    const zoomOut = h('button', { type: 'button', class: 'btn btn-icon zoom-out', title: 'Zoom out (-)', 'aria-label': 'Zoom out' }, '−')
+    const zoomIn = h('button', { type: 'button', class: 'btn btn-icon zoom-in', title: 'Zoom in (=)', 'aria-label': 'Zoom in' }, '+')
+    const fit = h('button', { type: 'button', class: 'btn fit-all', title: 'Show the whole canvas (0)' }, 'Fit')
+    this.zoomLabel = h('span', { class: 'zoom-level', 'aria-live': 'off' }, '100%')
+    zoomOut.addEventListener('click', () => this.board.viewport.zoomBy(1 / 1.25, undefined, 'user'))
+    zoomIn.addEventListener('click', () => this.board.viewport.zoomBy(1.25, undefined, 'user'))
+    fit.addEventListener('click', () => this.board.fitAll('user'))
+    this.board.onViewChange((v) => setText(this.zoomLabel, `${Math.round(v.scale * 100)}%`))
+    // Below desktop widths the side panel is a drawer over the board, opened from the toolbar.
+    this.drawerBtn = h('button', { type: 'button', class: 'btn drawer-toggle', 'aria-expanded': 'false', 'aria-controls': 'sidebar' }, 'People')
     const announceBox = h('input', { type: 'checkbox', id: 'announce-presence' })
     const liveRegion = h('div', { class: 'visually-hidden', id: 'presence-live' })
     this.announcer = new Announcer(liveRegion)
@@ -146,25 +169,30 @@ class LiveCanvas implements CanvasPage, BoardHost {
       this.outlineEl.hidden = !show
       outlineToggle.setAttribute('aria-pressed', String(show))
       if (show) {
+        // Where the side panel is a drawer, the outline opens it.
+        if (this.drawerBtn.offsetParent !== null && this.drawerBtn.getAttribute('aria-expanded') !== 'true') this.drawerBtn.click()
         this.renderOutlineNow()
         this.outlineEl.querySelector<HTMLElement>('h2')?.setAttribute('tabindex', '-1')
         this.outlineEl.querySelector<HTMLElement>('h2')?.focus()
       }
     })
-    this.invitePanel = me.role === 'facilitator' ? new InvitePanel(canvasId, token) : null
+    this.invitePanel = me.role === 'facilitator' && !drafts ? new InvitePanel(canvasId, token) : null
+    this.draftsPanel = drafts ? null : new DraftsPanel(canvasId, token, me)
+    this.banner = drafts ? draftBanner(canvasId) : null
     this.versionsPanel = new VersionsPanel(canvasId, token, me.role === 'facilitator')
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
-    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.loadingEl, this.board.el)
+    const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.board.navEl, this.loadingEl, this.board.el)
     // Fit across partners (fitview.ts): links drawn over the board, the contribution map, the value exchange.
     this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
     this.cleanups.push(() => this.fit.destroy())
-    this.workshop = new WorkshopPanel(doc, canvasId, token, me)
+    // The workshop panel (workshop/panel.ts) runs the shared canvas, not a draft space.
+    this.workshop = drafts ? null : new WorkshopPanel(doc, canvasId, token, me)
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
     root.replaceChildren(
       h(
         'div',
-        { class: 'page canvas-page' },
+        { class: drafts ? 'page canvas-page drafts-mode' : 'page canvas-page' },
         h(
           'header',
           { class: 'topbar' },
@@ -177,13 +205,16 @@ class LiveCanvas implements CanvasPage, BoardHost {
           this.statusEl,
           this.retryBtn,
         ),
+        this.banner?.el ?? null,
         h(
           'div',
           { class: 'toolbar', role: 'group', 'aria-label': 'Canvas tools' },
           this.undoBtn,
           this.redoBtn,
+          h('span', { class: 'zoom-group', role: 'group', 'aria-label': 'Zoom' }, zoomOut, this.zoomLabel, zoomIn, fit),
           outlineToggle,
           this.fit.toggle,
+          this.drawerBtn,
           h('label', { class: 'check' }, announceBox, ' Announce who joins and leaves'),
           help,
         ),
@@ -193,12 +224,13 @@ class LiveCanvas implements CanvasPage, BoardHost {
           boardWrap,
           h(
             'aside',
-            { class: 'sidebar', 'aria-label': 'People and tools' },
+            { class: 'sidebar', id: 'sidebar', 'aria-label': 'People and tools' },
             h('section', { class: 'panel-side', 'aria-labelledby': 'people-heading' }, h('h2', { id: 'people-heading' }, 'Here now'), this.peopleEl),
             this.outlineEl,
             this.invitePanel?.el ?? null,
-            this.workshop.el,
-            this.versionsPanel.el,
+            this.workshop?.el ?? null,
+            this.drafts ? null : this.versionsPanel.el,
+            this.draftsPanel?.el ?? null,
           ),
         ),
         this.fit.el,
@@ -206,15 +238,34 @@ class LiveCanvas implements CanvasPage, BoardHost {
       ),
     )
 
+    const sidebar = root.querySelector<HTMLElement>('#sidebar')
+    this.drawerBtn.addEventListener('click', () => {
+      const open = this.drawerBtn.getAttribute('aria-expanded') !== 'true'
+      this.drawerBtn.setAttribute('aria-expanded', String(open))
+      sidebar?.classList.toggle('open', open)
+      if (open) sidebar?.querySelector<HTMLElement>('h2')?.focus()
+    })
+
     // --- document -----------------------------------------------------------------------
+    // Structure (blocks, orgs, meta) re-renders the board's frame; notes are passed on by id,
+    // so a remote edit costs the notes it changed, once per frame.
     const rerender = (): void => this.render()
+    const onNotes = (events: Array<Y.YEvent<any>>, tr: Y.Transaction): void => {
+      const ids = new Set<string>()
+      for (const ev of events) {
+        if (ev.target === this.cdoc.notes) for (const k of (ev as Y.YMapEvent<unknown>).keysChanged) ids.add(k)
+        else if (typeof ev.path[0] === 'string') ids.add(ev.path[0])
+      }
+      this.board.notesChanged(ids, tr.origin === LOCAL)
+      this.scheduleOutline()
+    }
     this.cdoc.blocks.observeDeep(rerender)
-    this.cdoc.notes.observeDeep(rerender)
+    this.cdoc.notes.observeDeep(onNotes)
     this.cdoc.orgs.observeDeep(rerender)
     this.cdoc.meta.observe(rerender)
     this.cleanups.push(() => {
       this.cdoc.blocks.unobserveDeep(rerender)
-      this.cdoc.notes.unobserveDeep(rerender)
+      this.cdoc.notes.unobserveDeep(onNotes)
       this.cdoc.orgs.unobserveDeep(rerender)
       this.cdoc.meta.unobserve(rerender)
     })
@@ -225,18 +276,18 @@ class LiveCanvas implements CanvasPage, BoardHost {
     for (const ev of ['stack-item-added', 'stack-item-popped', 'stack-cleared'] as const) this.undo.on(ev, updateUndo)
 
     // --- connection ---------------------------------------------------------------------
-    this.provider = new WebsocketProvider(wsBase(), canvasId, doc, {
-      params: { token },
+    this.provider = new WebsocketProvider(drafts ? draftsWsBase() : wsBase(), canvasId, doc, {
+      params: drafts ? draftParams(token, drafts) : { token },
       // Tabs of one browser sync through the server only: every edit is checked there.
       disableBc: true,
       shouldReconnect: (event: CloseEvent) => !isPermanentClose(event.code),
     })
-    this.workshop.attachAwareness(this.provider.awareness)
+    this.workshop?.attachAwareness(this.provider.awareness)
     // y-websocket only logs auth messages; the user must learn that an edit was refused.
     // (The server already sent compensating changes, so the doc is consistent again.)
     this.provider.messageHandlers[2] = (_enc, decoder) => {
       authProtocol.readAuthMessage(decoder, doc, (_d, reason) => {
-        toast(`Your change was not accepted: ${reason || 'permission denied'}`, 'error', 10000)
+        toast(explainRefusal(reason, (id) => this.board.blockInfo(id)?.title), 'error', 10000)
       })
     }
     doc.on('update', (_u: Uint8Array, origin: unknown) => {
@@ -301,18 +352,21 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const onAwareness = (): void => this.renderPresence()
     awareness.on('change', onAwareness)
     const ticker = setInterval(() => {
-      for (const u of this.tracker.tick(Date.now()).left) this.announcer.presence(`${personLabel(u, allOrgs(this.cdoc))} left`)
+      // Tells tests (and the curious) when joins and leaves are announced.
+      setAttr(this.peopleEl, 'data-settled', String(this.tracker.isSettled(Date.now())))
+      for (const u of this.tracker.tick(Date.now()).left) this.presenceNews(`${personLabel(u, allOrgs(this.cdoc))} left`)
     }, 1000)
     // Say goodbye while the socket is still open, so others see us leave at once.
     const onPageHide = (): void => awarenessProtocol.removeAwarenessStates(awareness, [doc.clientID], 'window unload')
     window.addEventListener('pagehide', onPageHide)
     this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide))
-    const onResize = (): void => this.board.renderCursors()
+    const onResize = (): void => this.board.resized()
     window.addEventListener('resize', onResize)
     this.cleanups.push(() => {
       awareness.off('change', onAwareness)
       clearInterval(ticker)
       window.removeEventListener('resize', onResize)
+      this.board.destroy()
     })
 
     // --- keyboard: undo/redo anywhere on the page, including inside a note ---------------
@@ -341,7 +395,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   // --- BoardHost ---------------------------------------------------------------------------
 
   private myOrg() {
-    return orgLabel(allOrgs(this.cdoc), this.me.org)
+    return orgLabel(allOrgs(this.cdoc), this.drafts ? draftOrg(this.me, this.drafts) : this.me.org)
   }
 
   isFacilitator(): boolean {
@@ -366,6 +420,19 @@ class LiveCanvas implements CanvasPage, BoardHost {
     toast(message, 'error')
   }
 
+  explainReadOnly(note: NoteInfo, block: BlockInfo | undefined, anchor: HTMLElement): void {
+    const why = whyReadOnly(note, { me: this.me, protectNotes: this.protectNotes(), org: orgLabel(allOrgs(this.cdoc), note.org), block })
+    if (!why) return
+    showWhy(anchor, why.who, why.why)
+    this.announcer.say(`${why.who}. ${why.why}`)
+  }
+
+  /** Joins and leaves: a quiet toast for everyone, the live region for screen readers (if wanted). */
+  private presenceNews(message: string): void {
+    toast(message, 'info', 3500)
+    this.announcer.presence(message)
+  }
+
   addNote(blockId: string, at?: { x: number; y: number }): void {
     const block = this.board.blockInfo(blockId)
     if (!block) return
@@ -379,7 +446,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       blockId,
       { id: this.me.sub, name: this.me.name, org: this.me.org, color: org.color || NEUTRAL_COLOR },
       LOCAL,
-      at ? { at } : { grid: this.board.gridFor(blockId) },
+      { at: at ?? this.board.spotFor(blockId) },
     )
     // Each note is its own undo step, not merged with typing that follows.
     this.undo.stopCapturing()
@@ -396,7 +463,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
       return
     }
     const crossing = view.note.block !== blockId
-    moveNote(this.cdoc, noteId, blockId, at, LOCAL, this.board.gridFor(blockId))
+    moveNote(this.cdoc, noteId, blockId, at ?? this.board.spotFor(blockId) ?? null, LOCAL)
     this.undo.stopCapturing()
     if (crossing) this.announcer.say(`Note moved to ${target.title}`)
     this.board.focusNote(noteId)
@@ -462,8 +529,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const title = String(this.cdoc.meta.get('title') ?? '')
     const template = String(this.cdoc.meta.get('template') ?? '')
     if (title || this.conn.synced) {
-      setText(this.titleEl, title || 'Untitled canvas')
-      document.title = `${title || 'Canvas'} — CoCanvas`
+      setText(this.titleEl, (this.drafts ? 'Private drafts · ' : '') + (title || 'Untitled canvas'))
+      document.title = `${this.drafts ? 'Private drafts — ' : ''}${title || 'Canvas'} — CoCanvas`
     }
     this.versionsPanel.title = title || 'canvas'
     setText(this.subtitleEl, template ? templateLabel(template) : '')
@@ -481,6 +548,13 @@ class LiveCanvas implements CanvasPage, BoardHost {
       }
     }
     this.invitePanel?.setOrgs(allOrgs(this.cdoc))
+    this.draftsPanel?.setOrgs(allOrgs(this.cdoc))
+    this.banner?.setOrg(org)
+    this.reveals.update(this.cdoc.meta.get('last_reveal'), allOrgs(this.cdoc), this.conn.synced)
+    this.scheduleOutline()
+  }
+
+  private scheduleOutline(): void {
     if (!this.outlineEl.hidden && !this.outlineTimer) {
       // Debounced: rewriting the outline under a screen reader's virtual cursor is disorienting.
       this.outlineTimer = setTimeout(() => {
@@ -520,8 +594,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
     }
     this.board.setPeers(peers, editorsByNote(peers))
     const change = this.tracker.update(people, Date.now())
-    for (const u of change.joined) this.announcer.presence(`${personLabel(u, orgs)} joined`)
-    for (const u of change.left) this.announcer.presence(`${personLabel(u, orgs)} left`)
+    for (const u of change.joined) this.presenceNews(`${personLabel(u, orgs)} joined`)
+    for (const u of change.left) this.presenceNews(`${personLabel(u, orgs)} left`)
+    setText(this.drawerBtn, `People (${people.length})`)
   }
 
   private updateConn(patch: Partial<ConnectionState>): void {
@@ -539,8 +614,9 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   destroy(): void {
+    this.draftsPanel?.destroy()
     for (const c of this.cleanups) c()
-    this.workshop.destroy()
+    this.workshop?.destroy()
     this.provider.destroy()
     this.undo.destroy()
     this.cdoc.doc.destroy()

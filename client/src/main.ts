@@ -11,7 +11,7 @@ let current: CanvasPage | null = null
 function show(): void {
   current?.destroy()
   current = null
-  const route = parseRoute(location.pathname)
+  const route = parseRoute(location.pathname, location.search)
   switch (route.kind) {
     case 'list':
       document.title = 'CoCanvas'
@@ -19,6 +19,9 @@ function show(): void {
       break
     case 'canvas':
       current = renderCanvasPage(root, route.id)
+      break
+    case 'drafts':
+      current = renderCanvasPage(root, route.id, { org: route.org })
       break
     case 'invite':
       document.title = 'Join a canvas — CoCanvas'

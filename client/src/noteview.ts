@@ -15,6 +15,8 @@ export interface NoteCallbacks {
   requestDelete(id: string): void
   requestMove(id: string): void
   localTextChange(id: string): void
+  /** A click on a note this person may not change (the board says why). */
+  refusedClick(id: string, el: HTMLElement): void
 }
 
 export class NoteView {
@@ -23,6 +25,8 @@ export class NoteView {
   private readonly who: HTMLSpanElement
   private readonly textarea: HTMLTextAreaElement
   private readonly editorsTag: HTMLSpanElement
+  /** Room for other features' badges and counts (votes, comments), in the note's header. */
+  readonly decor: HTMLSpanElement
   private readonly moveBtn: HTMLButtonElement
   private readonly deleteBtn: HTMLButtonElement
   private binding: TextBinding | null = null
@@ -32,6 +36,11 @@ export class NoteView {
   /** Set by a drag that just ended, so its trailing click does not open the editor. */
   suppressClick = false
   note: NoteInfo
+  /** The block whose notes area holds this note (the board's bookkeeping). */
+  home: string | undefined
+  /** What its block's packing last saw of it (position, age, height). */
+  layoutKey = ''
+  private placed = { left: NaN, top: NaN, h: NaN, full: NaN }
 
   constructor(
     note: NoteInfo,
@@ -42,6 +51,7 @@ export class NoteView {
     this.badge = h('span', { class: 'note-badge', 'aria-hidden': 'true' })
     this.who = h('span', { class: 'note-who', 'aria-hidden': 'true' })
     this.editorsTag = h('span', { class: 'note-editors', 'aria-hidden': 'true' })
+    this.decor = h('span', { class: 'note-decor' })
     this.textarea = h('textarea', {
       class: 'note-text',
       readonly: true,
@@ -62,7 +72,7 @@ export class NoteView {
         'aria-keyshortcuts': 'Enter M Delete Alt+ArrowRight Alt+ArrowLeft',
         'data-note-id': note.id,
       },
-      h('div', { class: 'note-head' }, this.badge, this.who, this.moveBtn, this.deleteBtn),
+      h('div', { class: 'note-head' }, this.badge, this.who, this.decor, this.moveBtn, this.deleteBtn),
       this.textarea,
       this.editorsTag,
     )
@@ -82,7 +92,9 @@ export class NoteView {
     // press can start a drag instead of a text selection.
     this.el.addEventListener('click', (e) => {
       if (this.suppressClick || (e.target as HTMLElement).closest('button')) return
-      if (!this.editing && this.editable) this.startEdit()
+      if (this.editing) return
+      if (this.editable) this.startEdit()
+      else this.cb.refusedClick(this.note.id, this.el)
     })
   }
 
@@ -110,13 +122,11 @@ export class NoteView {
   update(note: NoteInfo, org: OrgView, blockTitle: string, editable: boolean, editors: readonly PresenceUser[]): void {
     this.note = note
     this.editable = editable
-    this.el.style.setProperty('--x', String(note.x))
-    this.el.style.setProperty('--y', String(note.y))
     // The org's colour is the note's colour; the initials badge says the same in text.
     const color = org.id || !note.color ? org.color : note.color
-    this.el.style.setProperty('--org', color)
-    this.el.style.setProperty('--org-text', textColorOn(color))
-    this.el.style.setProperty('--note-bg', tint(color, 0.82))
+    setVar(this.el, '--org', color)
+    setVar(this.el, '--org-text', textColorOn(color))
+    setVar(this.el, '--note-bg', tint(color, 0.82))
     setText(this.badge, org.initials)
     setAttr(this.badge, 'title', org.name)
     setText(this.who, note.authorName || 'unknown')
@@ -125,12 +135,24 @@ export class NoteView {
     const names = editors.map((u) => u.name)
     setText(this.editorsTag, names.length ? `✎ ${names.join(', ')}` : '')
     this.el.classList.toggle('remote-editing', names.length > 0)
-    if (editors[0]) this.el.style.setProperty('--editor', editors[0].color || '#333')
+    if (editors[0]) setVar(this.el, '--editor', editors[0].color || '#333')
     setAttr(this.el, 'aria-label', noteLabel(note, blockTitle, org, names))
     this.el.classList.toggle('readonly', !editable)
-    this.moveBtn.hidden = !editable
-    this.deleteBtn.hidden = !editable
+    if (this.moveBtn.hidden === editable) this.moveBtn.hidden = !editable
+    if (this.deleteBtn.hidden === editable) this.deleteBtn.hidden = !editable
     if (!editable && this.editing) this.stopEdit(false)
+  }
+
+  /** Position in its block's notes area (canvas px) and box height; writes only what changed. */
+  place(left: number, top: number, height: number, full: number): void {
+    const p = this.placed
+    if (p.left === left && p.top === top && p.h === height && p.full === full) return
+    const s = this.el.style
+    if (p.left !== left || p.top !== top) s.transform = `translate(${left}px, ${top}px)`
+    if (p.h !== height) s.height = `${height}px`
+    if (p.full !== full) s.setProperty('--full-h', `${full}px`)
+    this.el.classList.toggle('clipped', full > height)
+    this.placed = { left, top, h: height, full }
   }
 
   startEdit(): boolean {
@@ -161,4 +183,9 @@ export class NoteView {
     this.binding = null
     this.el.remove()
   }
+}
+
+/** Custom properties are written only when they change: a remote edit touches what it changed. */
+function setVar(el: HTMLElement, name: string, value: string): void {
+  if (el.style.getPropertyValue(name) !== value) el.style.setProperty(name, value)
 }

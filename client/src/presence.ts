@@ -180,6 +180,11 @@ export class PresenceTracker {
     return { joined: [], left }
   }
 
+  /** Past the settle period after (re)connecting: joins and leaves are being announced. */
+  isSettled(now: number): boolean {
+    return this.connected && now >= this.settleUntil
+  }
+
   hasPendingLeaves(): boolean {
     return this.pendingLeaves.size > 0
   }

@@ -1,13 +1,16 @@
-// Three routes, all served as index.html by the server.
+// Four routes (the list, a canvas, its private drafts, an invite), all served as index.html.
 export type Route =
   | { kind: 'list' }
   | { kind: 'canvas'; id: string }
+  | { kind: 'drafts'; id: string; org: string | null }
   | { kind: 'invite'; id: string }
   | { kind: 'notfound'; path: string }
 
-export function parseRoute(pathname: string): Route {
+export function parseRoute(pathname: string, search = ''): Route {
   const path = pathname.replace(/\/+$/, '') || '/'
   if (path === '/') return { kind: 'list' }
+  const drafts = /^\/c\/([^/]+)\/drafts$/.exec(path)
+  if (drafts && drafts[1]) return { kind: 'drafts', id: decodeURIComponent(drafts[1]), org: new URLSearchParams(search).get('org') }
   const m = /^\/(c|i)\/([^/]+)$/.exec(path)
   if (m && m[2]) {
     const id = decodeURIComponent(m[2])
@@ -29,7 +32,7 @@ export function onNavigate(fn: Listener): void {
 }
 
 export function navigate(path: string): void {
-  if (location.pathname !== path) history.pushState(null, '', path)
+  if (location.pathname + location.search !== path) history.pushState(null, '', path)
   listener?.()
 }
 
@@ -40,6 +43,6 @@ export function interceptLinks(root: HTMLElement): void {
     const a = (e.target as HTMLElement).closest('a')
     if (!a || a.target || a.origin !== location.origin || a.hasAttribute('download')) return
     e.preventDefault()
-    navigate(a.pathname)
+    navigate(a.pathname + a.search)
   })
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field, field_validator
 
+from ..auth import TokenError
 from ..canvas import templates
 from ..canvas.export import doc_to_json
 from ..session import ROLE_FACILITATOR, Identity
@@ -183,7 +185,14 @@ async def read_canvas(
 async def delete_canvas(
     canvas_id: str, svc: Services = Depends(services), caller: Caller = Depends(facilitator)
 ) -> Response:
+    # Its draft spaces' sockets close too (the store deletes their documents with the canvas).
+    orgs: list[str] = []
+    if svc.drafts is not None:
+        with contextlib.suppress(TokenError):  # no such canvas: answered 404 below
+            orgs = await svc.drafts.org_list(canvas_id)
     if not await svc.store.delete_canvas(canvas_id):
         raise HTTPException(404, "canvas not found")
     await svc.rooms.delete_canvas(canvas_id)
+    if svc.drafts is not None:
+        await svc.drafts.delete_canvas(canvas_id, orgs)
     return Response(status_code=204)

@@ -345,6 +345,8 @@ async def revoke_invite(
     if not await svc.store.revoke_invite(canvas_id, invite_id):
         raise HTTPException(404, "invite not found")
     svc.rooms.revoke_invite(canvas_id, invite_id)
+    if svc.drafts is not None:  # its sockets in draft spaces close too
+        svc.drafts.revoke_invite(canvas_id, invite_id, await _canvas_orgs(svc, canvas_id))
     invite = await svc.store.get_invite(invite_id)
     assert invite is not None
     return _invite_out(invite)

@@ -204,6 +204,11 @@ class StoreStats:
     )
 
 
+# A document id with this in it belongs to the canvas before it (e.g. "<canvas>/drafts/<org>",
+# server/drafts.py): canvas ids never contain it, list_canvases never lists such a document, and
+# delete_canvas deletes it with its canvas.
+OWNED_SEPARATOR = "/"
+
 # The owner recorded for the client ids the server writes with (templates, corrections, API).
 SERVER_OWNER = ":server"
 

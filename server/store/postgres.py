@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .base import (
     KEEP_SNAPSHOTS,
     MAX_VERSIONS,
+    OWNED_SEPARATOR,
     SERVER_OWNER,
     AuditEntry,
     Ballot,
@@ -403,7 +404,7 @@ class PostgresStore(Store):
         async with self._conn() as conn:
             cur = await conn.execute(
                 "SELECT id, title, template, created_at, settings FROM canvases"
-                " ORDER BY created_at DESC, id DESC"
+                " WHERE strpos(id, '/') = 0 ORDER BY created_at DESC, id DESC"
             )
             return [_canvas(r) for r in await cur.fetchall()]
 
@@ -417,9 +418,15 @@ class PostgresStore(Store):
                 raise CanvasNotFound(record.id)
 
     async def delete_canvas(self, canvas_id: str) -> bool:
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM canvases WHERE id = %s", (canvas_id,))
-            return cur.rowcount > 0
+            found = cur.rowcount > 0
+            # Documents the canvas owns (its draft spaces, "<id>/drafts/<org>") go with it.
+            await conn.execute(
+                "DELETE FROM canvases WHERE left(id, %s) = %s",
+                (len(canvas_id) + 1, canvas_id + OWNED_SEPARATOR),
+            )
+            return found
 
     # -- the document: group-committed appends ------------------------------------------------
 

@@ -39,6 +39,7 @@ import orjson
 from .base import (
     KEEP_SNAPSHOTS,
     MAX_VERSIONS,
+    OWNED_SEPARATOR,
     SERVER_OWNER,
     AuditEntry,
     Ballot,
@@ -610,7 +611,7 @@ class SQLiteStore(Store):
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT id, title, template, created_at, settings FROM canvases "
-                "ORDER BY created_at DESC, id"
+                "WHERE instr(id, '/') = 0 ORDER BY created_at DESC, id"
             ).fetchall()
         )
         return [self._record(r) for r in rows]
@@ -628,7 +629,13 @@ class SQLiteStore(Store):
 
     async def delete_canvas(self, canvas_id: str) -> bool:
         def fn(c: sqlite3.Connection) -> bool:
-            return c.execute("DELETE FROM canvases WHERE id=?", (canvas_id,)).rowcount > 0
+            found = c.execute("DELETE FROM canvases WHERE id=?", (canvas_id,)).rowcount > 0
+            # Documents the canvas owns (its draft spaces, "<id>/drafts/<org>") go with it.
+            c.execute(
+                "DELETE FROM canvases WHERE substr(id, 1, ?) = ?",
+                (len(canvas_id) + 1, canvas_id + OWNED_SEPARATOR),
+            )
+            return found
 
         return await self._write(fn)
 

@@ -227,6 +227,25 @@ async def test_delete_removes_everything_the_canvas_owns(store: Store) -> None:
     assert (await store.log_stats("c")).count == 0
 
 
+async def test_documents_a_canvas_owns_are_not_listed_and_go_with_it(store: Store) -> None:
+    """Ids "<canvas>/…" (draft spaces, server/drafts.py) are the canvas's: never listed as
+    canvases, deleted with it; a canvas whose id merely starts the same way is untouched."""
+    author = Author()
+    await store.create_canvas(canvas("c"), None)
+    await store.create_canvas(canvas("cc"), None)
+    await store.create_canvas(canvas("c/drafts/alpha"), author.edit("a", "private"))
+    await store.create_canvas(canvas("cc/drafts/alpha"), None)
+    await store.append(
+        "c/drafts/alpha", author.edit("b", "2"), audit=[entry("c/drafts/alpha", 1.0, "b")]
+    )
+    assert sorted(c.id for c in await store.list_canvases()) == ["c", "cc"]
+    assert await store.list_audit("c") == []
+    assert await store.delete_canvas("c")
+    assert await store.load("c/drafts/alpha") is None
+    assert await store.get_canvas("cc/drafts/alpha") is not None
+    assert [c.id for c in await store.list_canvases()] == ["cc"]
+
+
 # -- the document -------------------------------------------------------------------------
 
 

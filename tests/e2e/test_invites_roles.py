@@ -92,7 +92,9 @@ def test_locked_blocks_viewers_and_protected_notes_are_read_only_in_the_ui(make_
     expect(note(bob, nid)).to_have_class(re.compile(r"\breadonly\b"))
     note(bob, nid).focus()
     bob.keyboard.press("Enter")
-    expect(bob.locator(".toast-error")).to_contain_text("cannot be edited")
+    # Told why, next to the note: whose it is and what protects it.
+    expect(bob.locator(".why-pop")).to_contain_text("Alice Smith · Acme Corp")
+    expect(bob.locator(".why-pop")).to_contain_text("Protected by Acme Corp")
     expect(note_text(bob, nid)).not_to_be_editable()
 
     # ...but, as on the server, Bob may still ADD notes anywhere, also in Acme's value map;

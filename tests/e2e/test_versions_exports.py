@@ -69,7 +69,7 @@ def test_save_change_diff_view_and_restore(make_canvas, open_page, screenshots_d
     note(bob, first).dblclick()
     editor = note_text(bob, first)
     expect(editor).to_be_focused()
-    editor.press("End")
+    editor.press("Control+End")  # the end of the text, not of its first wrapped line
     bob.keyboard.type(" at night")
     bob.keyboard.press("Escape")
     second = add_note(bob, "gains", "One card everywhere")
