@@ -186,7 +186,14 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
     this.cleanups.push(() => this.fit.destroy())
     // The workshop panel (workshop/panel.ts) runs the shared canvas, not a draft space.
-    this.workshop = drafts ? null : new WorkshopPanel(doc, canvasId, token, me)
+    this.workshop = drafts
+      ? null
+      : new WorkshopPanel(doc, canvasId, token, me, {
+          visible: () => this.board.viewport.visibleRect(),
+          show: (rect) => this.board.showRect(rect),
+          onViewChange: (cb) => this.board.onViewChange((_v, reason) => cb(reason === 'user')),
+          decorations: (id) => this.board.noteDecorations(id),
+        })
 
     const readOnlyBadge = canEdit(me) ? null : h('span', { class: 'tag' }, 'view only')
     root.replaceChildren(

@@ -138,8 +138,13 @@ class TimerOut(BaseModel):
 
 
 class GatherIn(StrictIn):
+    """The facilitator's view: the canvas area on their screen (board units: x, y, w, h), which
+    every client shows whole; ``zoom`` for clients that place a point and a scale instead."""
+
     x: float = Field(ge=-1e7, le=1e7)
     y: float = Field(ge=-1e7, le=1e7)
+    w: float | None = Field(default=None, gt=0, le=1e7)
+    h: float | None = Field(default=None, gt=0, le=1e7)
     zoom: float = Field(default=1.0, gt=0, le=100)
 
 
@@ -554,7 +559,7 @@ async def gather(
 ) -> StageOut:
     """ "Bring everyone to me": every client moves its view to (x, y, zoom) and follows until
     its user moves away. Each call is a new summons (``seq``)."""
-    view = {"x": body.x, "y": body.y, "zoom": body.zoom}
+    view = body.model_dump(exclude_none=True)
 
     def change(doc: Doc) -> None:
         stage.gather(doc, caller.identity, view, now_ms())

@@ -4,6 +4,7 @@ brought to the facilitator's view, and discuss a note in a thread from two organ
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -129,27 +130,46 @@ def test_the_timer_shows_the_same_seconds_whatever_the_clock(
         skewed_ctx.close()
 
 
+def view(page: Page) -> dict[str, float]:
+    """The canvas area a page shows (board units), as the workshop panel reads it."""
+    return json.loads(page.locator("#workshop").get_attribute("data-view") or "{}")  # type: ignore[no-any-return]
+
+
+def same_view(a: dict[str, float], b: dict[str, float]) -> bool:
+    tolerance = 0.02 * max(a["w"], 1.0)
+    return all(abs(a[k] - b[k]) <= tolerance for k in ("x", "y", "w", "h"))
+
+
 def test_bring_everyone_to_me_moves_the_others_viewports(make_canvas: Any, open_page: Any) -> None:
-    _, fac, parts = people(make_canvas, open_page, height=500)
+    _, fac, parts = people(make_canvas, open_page)
+    # The facilitator zooms into one block (double-click its title); the others still see it all.
+    fac.locator('section.block[data-block-id="key-partners"] .block-head').dblclick()
+    fac.wait_for_function(
+        "JSON.parse(document.getElementById('workshop').dataset.view || '{}').w < 1000"
+    )
+    target = view(fac)
+    assert not same_view(view(parts[0]), target)
+    fac.click("#ws-gather")
     for p in parts:
-        p.evaluate("window.scrollTo(0, 0)")
-    fac.evaluate("window.scrollTo(0, 250)")
-    fac.wait_for_function("window.scrollY === 250")
-    fac.evaluate("document.getElementById('ws-gather').click()")
-    for p in parts:
-        p.wait_for_function("window.scrollY === 250")
         expect(p.locator("#ws-follow-status")).to_have_text("Following Fay Cilitator")
+        p.wait_for_function(
+            "t => { const v = JSON.parse(document.getElementById('workshop').dataset.view || '{}');"
+            " return Math.abs(v.x - t.x) < 0.02 * t.w && Math.abs(v.w - t.w) < 0.02 * t.w }",
+            arg=target,
+        )
+        assert same_view(view(p), target)
     # Moving away stops following; the next summons brings them back.
     ann = parts[0]
-    ann.mouse.move(200, 200)
-    ann.mouse.wheel(0, -300)
+    ann.click(".fit-all")
     expect(ann.locator("#ws-follow-status")).to_contain_text("Stopped following")
-    ann.wait_for_function("window.scrollY < 250")
-    fac.evaluate("window.scrollTo(0, 120)")
-    fac.wait_for_function("window.scrollY === 120")
-    fac.evaluate("document.getElementById('ws-gather').click()")
-    for p in parts:
-        p.wait_for_function("window.scrollY === 120")
+    assert not same_view(view(ann), target)
+    fac.click("#ws-gather")
+    expect(ann.locator("#ws-follow-status")).to_have_text("Following Fay Cilitator")
+    ann.wait_for_function(
+        "t => Math.abs(JSON.parse(document.getElementById('workshop').dataset.view).w - t.w) < 0.02 * t.w",
+        arg=target,
+    )
+    shot(ann, "gathered")
 
 
 def test_a_comment_thread_from_two_organizations(make_canvas: Any, open_page: Any) -> None:
@@ -202,9 +222,7 @@ def test_the_console_shows_who_is_here_and_freezes_the_canvas(
 
     fac.check("#ws-freeze")
     expect(bea.locator("#ws-frozen")).to_contain_text("frozen")
-    bea.locator('section.block[data-block-id="key-partners"] button.add-note').click()
-    bea.keyboard.type("during the freeze")
-    bea.keyboard.press("Escape")
+    add_note(bea, "key-partners", "during the freeze")
     expect(bea.locator(".toast-error").last).to_contain_text("frozen")
     assert (
         httpx.get(f"{server.http}/api/canvases/{canvas.id}", headers=headers).json()["notes"] == {}

@@ -57,10 +57,23 @@ interface CommentDoc {
   created_at?: number
 }
 
+/** A view of the canvas: canvas units on the zoomable board (x, y, w, h), or, without a board,
+ * the page's scroll position (x, y). */
 interface Viewport {
   x: number
   y: number
-  zoom: number
+  w?: number
+  h?: number
+  zoom?: number
+}
+
+/** What the panel needs of the board (board.ts): its view, and where a note's badges go. */
+export interface BoardHooks {
+  visible(): { x: number; y: number; w: number; h: number }
+  show(rect: { x: number; y: number; w: number; h: number }): void
+  /** Calls back on every view change, saying whether the person moved it themselves. */
+  onViewChange(cb: (byUser: boolean) => void): () => void
+  decorations(noteId: string): HTMLElement | undefined
 }
 
 interface ConsolePerson {
@@ -140,6 +153,7 @@ export class WorkshopPanel {
     canvasId: string,
     token: string,
     private readonly me: Claims,
+    private readonly board: BoardHooks | null = null,
   ) {
     this.api = new WorkshopApi(canvasId, token)
     this.facilitator = me.role === 'facilitator'
@@ -161,24 +175,35 @@ export class WorkshopPanel {
     const onKey = (e: KeyboardEvent): void => {
       if (['PageDown', 'PageUp', 'Home', 'End', 'ArrowDown', 'ArrowUp'].includes(e.key) && !(e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement)) stop()
     }
-    window.addEventListener('wheel', stop, { passive: true })
-    window.addEventListener('touchmove', stop, { passive: true })
-    window.addEventListener('keydown', onKey)
-    let scrollTimer: ReturnType<typeof setTimeout> | null = null
-    const onScroll = (): void => {
-      if (scrollTimer) return
-      scrollTimer = setTimeout(() => {
-        scrollTimer = null
+    let viewTimer: ReturnType<typeof setTimeout> | null = null
+    const publishView = (): void => {
+      this.el.dataset.view = JSON.stringify(this.viewport())
+      if (viewTimer) return
+      viewTimer = setTimeout(() => {
+        viewTimer = null
         this.awareness?.setLocalStateField('viewport', this.viewport())
       }, 150)
     }
-    window.addEventListener('scroll', onScroll, { passive: true })
-    this.cleanups.push(() => {
-      window.removeEventListener('wheel', stop)
-      window.removeEventListener('touchmove', stop)
-      window.removeEventListener('keydown', onKey)
-      window.removeEventListener('scroll', onScroll)
-    })
+    if (this.board) {
+      // The board says who moved the view: the person (stop following) or a program (us).
+      this.cleanups.push(
+        this.board.onViewChange((byUser) => {
+          if (byUser) stop()
+          publishView()
+        }),
+      )
+    } else {
+      window.addEventListener('wheel', stop, { passive: true })
+      window.addEventListener('touchmove', stop, { passive: true })
+      window.addEventListener('keydown', onKey)
+      window.addEventListener('scroll', publishView, { passive: true })
+      this.cleanups.push(() => {
+        window.removeEventListener('wheel', stop)
+        window.removeEventListener('touchmove', stop)
+        window.removeEventListener('keydown', onKey)
+        window.removeEventListener('scroll', publishView)
+      })
+    }
     this.render()
     if (this.facilitator) {
       // Automatic refreshes stay quiet (a connection problem is already shown); Refresh tells.
@@ -208,11 +233,16 @@ export class WorkshopPanel {
   }
 
   private viewport(): Viewport {
+    if (this.board) {
+      const r = this.board.visible()
+      return { x: r.x, y: r.y, w: r.w, h: r.h }
+    }
     return { x: Math.round(window.scrollX), y: Math.round(window.scrollY), zoom: 1 }
   }
 
   private moveTo(v: Viewport): void {
-    window.scrollTo({ left: v.x, top: v.y, behavior: 'instant' as ScrollBehavior })
+    if (this.board && typeof v.w === 'number' && typeof v.h === 'number') this.board.show({ x: v.x, y: v.y, w: v.w, h: v.h })
+    else window.scrollTo({ left: v.x, top: v.y, behavior: 'instant' as ScrollBehavior })
   }
 
   private async act(what: Promise<unknown>): Promise<void> {
@@ -647,9 +677,22 @@ export class WorkshopPanel {
     for (const el of document.querySelectorAll<HTMLElement>('.note[data-note-id]')) {
       const id = el.dataset.noteId ?? ''
       const dots = totals.get(id) ?? (latest?.[1].status === 'open' ? this.myBallot[id] : undefined)
-      setAttr(el, 'data-ws-dots', dots ? '●'.repeat(Math.min(dots, 10)) + (dots > 10 ? `+${dots - 10}` : '') : null)
+      const dotText = dots ? '●'.repeat(Math.min(dots, 10)) + (dots > 10 ? `+${dots - 10}` : '') : null
       const n = counts.get(id)
-      setAttr(el, 'data-ws-comments', n ? `${n} comment${n === 1 ? '' : 's'}` : null)
+      const commentText = n ? `${n} comment${n === 1 ? '' : 's'}` : null
+      setAttr(el, 'data-ws-dots', dotText)
+      setAttr(el, 'data-ws-comments', commentText)
+      // On the board, as badges in the note's own decoration slot.
+      const decor = this.board?.decorations(id)
+      if (decor) {
+        let badge = decor.querySelector<HTMLElement>('.ws-badge')
+        if (!badge) {
+          badge = h('span', { class: 'ws-badge' })
+          decor.append(badge)
+        }
+        setText(badge, [dotText, commentText ? `✉ ${n}` : null].filter(Boolean).join(' '))
+        setAttr(badge, 'title', [dots ? `${dots} dot${dots === 1 ? '' : 's'}` : null, commentText].filter(Boolean).join(', ') || null)
+      }
     }
   }
 }
