@@ -170,6 +170,7 @@ def test_bring_everyone_to_me_moves_the_others_viewports(make_canvas: Any, open_
         arg=target,
     )
     shot(ann, "gathered")
+    assert same_view(view(ann), target)
 
 
 def test_a_comment_thread_from_two_organizations(make_canvas: Any, open_page: Any) -> None:

@@ -189,6 +189,7 @@ export class WorkshopPanel {
       this.cleanups.push(
         this.board.onViewChange((byUser) => {
           if (byUser) stop()
+          else this.keepFollowing()
           publishView()
         }),
       )
@@ -240,7 +241,27 @@ export class WorkshopPanel {
     return { x: Math.round(window.scrollX), y: Math.round(window.scrollY), zoom: 1 }
   }
 
+  /** What a followed view should show; the board re-fits by itself on resizes, so it is put
+   * back after any change the person did not make, until they move the view themselves. */
+  private followTarget: Viewport | null = null
+  private reapplying = false
+
+  private keepFollowing(): void {
+    const t = this.followTarget
+    if (this.following === null || !t || !this.board || this.reapplying || typeof t.w !== 'number') return
+    const now = this.board.visible()
+    const off = Math.abs(now.x - t.x) + Math.abs(now.y - t.y) + Math.abs(now.w - t.w)
+    if (off <= 0.02 * t.w) return
+    this.reapplying = true
+    try {
+      this.moveTo(t)
+    } finally {
+      this.reapplying = false
+    }
+  }
+
   private moveTo(v: Viewport): void {
+    this.followTarget = v
     if (this.board && typeof v.w === 'number' && typeof v.h === 'number') this.board.show({ x: v.x, y: v.y, w: v.w, h: v.h })
     else window.scrollTo({ left: v.x, top: v.y, behavior: 'instant' as ScrollBehavior })
   }
@@ -534,6 +555,7 @@ export class WorkshopPanel {
   private stopFollowing(why: string): void {
     if (this.following === null) return
     this.following = null
+    this.followTarget = null
     this.followSelect.value = ''
     setText(this.followStatus, why ? `Stopped following: ${why}` : '')
     this.awareness?.setLocalStateField('following', null)
