@@ -26,8 +26,10 @@ from .store.base import AuditEntry, CanvasNotFound
 
 Append = Callable[[bytes, Sequence[AuditEntry]], "asyncio.Future[int]"]
 
-# A room keeps at most this many entries in flight; the next frame then waits for the oldest.
+# A room keeps at most this many entries (and bytes) in flight; the next frame then waits for
+# the oldest. The byte bound also bounds a release's burst to every receiver.
 MAX_IN_FLIGHT = 1024
+MAX_IN_FLIGHT_BYTES = 8 << 20
 
 
 class PipelineFailed(Exception):
@@ -74,6 +76,7 @@ class Pipeline:
         self._store_failed = store_failed
         self._retry_s = retry_s
         self._queue: deque[_Entry] = deque()
+        self._bytes = 0
         self._space: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
 
@@ -91,12 +94,14 @@ class Pipeline:
         if wait:
             entry.waiter = asyncio.get_running_loop().create_future()
         self._queue.append(entry)
+        self._bytes += len(update)
         self._send(entry)
         return entry.waiter
 
     async def room_for_more(self) -> None:
-        """Return once fewer than MAX_IN_FLIGHT entries are in flight (backpressure)."""
-        while len(self._queue) >= MAX_IN_FLIGHT and self.failed is None:
+        """Return once fewer than MAX_IN_FLIGHT entries and MAX_IN_FLIGHT_BYTES are in flight
+        (backpressure on the sender: its next frame is read once the oldest are released)."""
+        while self._full() and self.failed is None:
             if self._space is None or self._space.done():
                 self._space = asyncio.get_running_loop().create_future()
             await self._space
@@ -109,6 +114,9 @@ class Pipeline:
                 last.waiter = asyncio.get_running_loop().create_future()
             with contextlib.suppress(PipelineFailed):
                 await asyncio.shield(last.waiter)
+
+    def _full(self) -> bool:
+        return len(self._queue) >= MAX_IN_FLIGHT or self._bytes >= MAX_IN_FLIGHT_BYTES
 
     def _send(self, entry: _Entry) -> None:
         try:
@@ -151,10 +159,11 @@ class Pipeline:
         queue = self._queue
         while queue and queue[0].durable:
             entry = queue.popleft()
+            self._bytes -= len(entry.update)
             self._on_release(entry.payload)
             if entry.waiter is not None and not entry.waiter.done():
                 entry.waiter.set_result(None)
-        if self._space is not None and not self._space.done() and len(queue) < MAX_IN_FLIGHT:
+        if self._space is not None and not self._space.done() and not self._full():
             self._space.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
@@ -168,6 +177,7 @@ class Pipeline:
                 entry.waiter.set_exception(failure)
                 entry.waiter.exception()  # retrieved here; the awaiting caller still gets it
         self._queue.clear()
+        self._bytes = 0
         if self._space is not None and not self._space.done():
             self._space.set_result(None)
         self._on_failure(exc)
