@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from redis.cluster import RedisCluster as SyncCluster
+from redis.cluster import key_slot
 
 from server.broker.base import KIND_UPDATE
 from server.broker.cluster import RedisClusterBroker, cluster_startup_nodes
@@ -150,6 +151,51 @@ async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_hea
                     rec.messages[-1:] != [] and rec.messages[-1].payload == b"after failover"
                 )
             )  # type: ignore[misc]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_migrated_slot_is_followed_to_its_new_primary(
+    healthy: RedisClusterServers,
+) -> None:
+    """Resharding: Redis tells subscribers of a moved slot (an unrequested ``sunsubscribe``);
+    the broker follows the slot to its new primary and the room heals."""
+    from redis import Redis as SyncRedis
+
+    prefix = f"m{uuid.uuid4().hex[:6]}:"
+    a = fast_cluster_broker(healthy.url, "a", prefix)
+    b = fast_cluster_broker(healthy.url, "b", prefix)
+    await a.start()
+    await b.start()
+    try:
+        rb = Recorder()
+        await a.subscribe("moving", Recorder())
+        await b.subscribe("moving", rb)
+        source = b.shard_of("moving")
+        assert source is not None
+        source_port = int(source.rsplit(":", 1)[1])
+        target_port = next(p for p in healthy.primary_ports() if p != source_port)
+        slot = key_slot(f"{prefix}canvas:moving".encode())
+        clients = {p: SyncRedis(port=p) for p in healthy.primary_ports()}
+        try:
+            target_id = clients[target_port].execute_command("CLUSTER", "MYID").decode()
+            # The slot holds no keys, so moving it is SETSLOT ... NODE on the new owner, then
+            # on the old one, then on the other primaries.
+            order = [target_port, source_port] + [
+                p for p in clients if p not in (target_port, source_port)
+            ]
+            for port in order:
+                clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        finally:
+            for c in clients.values():
+                c.close()
+        gaps = rb.gaps
+        await until(lambda: b.shard_of("moving") == f"127.0.0.1:{target_port}", within=10)
+        await until(lambda: a.shard_of("moving") == f"127.0.0.1:{target_port}", within=10)
+        await rb.wait_for(lambda: rb.gaps > gaps)
+        a.publish("moving", KIND_UPDATE, b"on the new primary")
+        await rb.wait_for(lambda: any(m.payload == b"on the new primary" for m in rb.messages))
     finally:
         await a.close()
         await b.close()

@@ -123,6 +123,7 @@ class RedisClusterBroker(Broker):
         self._up_event = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._following: set[asyncio.Task[None]] = set()  # channels following a moved slot
         self._peers: dict[str, float] = {}
         self.dropped = 0
         self.outages = 0
@@ -167,6 +168,7 @@ class RedisClusterBroker(Broker):
         self._up = False
         self._up_event.clear()
         tasks = self._tasks + [s.task for s in self._shards.values() if s.task is not None]
+        tasks += list(self._following)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -221,7 +223,10 @@ class RedisClusterBroker(Broker):
                 backoff = min(backoff * 2, self._max_backoff)
         self._ready = True
         for channel in list(self._channels):
-            self._place(channel)
+            try:
+                self._place(channel)
+            except _CONN_ERRORS as exc:  # its slot is not served right now
+                log.warning("cannot place %r yet: %s", channel, exc)
 
     def _owner(self, channel: bytes) -> tuple[str, str, int]:
         assert self._cluster is not None
@@ -319,7 +324,18 @@ class RedisClusterBroker(Broker):
 
     async def _run_shard(self, shard: _Shard) -> None:
         backoff = 0.05
-        while not self._closing and shard.channels:
+        while not self._closing:
+            if not shard.channels:
+                # Nothing left to carry: retire, unless a channel arrived while we let go.
+                shard.up = False
+                shard.up_event.clear()
+                await self._drop_conn(shard)
+                if shard.channels:
+                    continue
+                if self._shards.get(shard.name) is shard:
+                    del self._shards[shard.name]
+                self._update_up()
+                return
             try:
                 await self._connect_shard(shard)
                 backoff = 0.05
@@ -334,10 +350,6 @@ class RedisClusterBroker(Broker):
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, self._max_backoff)
                 await self._replace(shard)
-        await self._drop_conn(shard)
-        if self._shards.get(shard.name) is shard and not shard.channels:
-            del self._shards[shard.name]
-        self._update_up()
 
     async def _connect_shard(self, shard: _Shard) -> None:
         shard.client = Redis(
@@ -419,20 +431,36 @@ class RedisClusterBroker(Broker):
             elif mtype == b"sunsubscribe" and channel in shard.channels:
                 # Not asked for: the slot moved to another primary. Follow it and heal.
                 log.info("slot of %r left shard %s; following it", channel, shard.name)
-                asyncio.get_running_loop().create_task(self._follow(channel))
+                task = asyncio.get_running_loop().create_task(self._follow(channel, shard))
+                self._following.add(task)
+                task.add_done_callback(self._following.discard)
         except Exception:
             log.exception("broker listener failed on %r", message[1])
 
-    async def _follow(self, channel: bytes) -> None:
+    async def _follow(self, channel: bytes, old: _Shard) -> None:
         assert self._cluster is not None
-        with contextlib.suppress(*_CONN_ERRORS):
-            await self._cluster.nodes_manager.initialize()
-        if channel not in self._channels:
-            return
+        # The node we ask for the slot map may not have heard of the move yet (gossip): ask
+        # again until the slot has another owner.
+        delay = 0.05
+        for _ in range(30):
+            with contextlib.suppress(*_CONN_ERRORS):
+                await self._cluster.nodes_manager.initialize()
+            if channel not in self._channels or self._closing:
+                return
+            with contextlib.suppress(*_CONN_ERRORS):
+                if self._owner(channel)[0] != old.name:
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
         try:
             shard = self._place(channel)
         except _CONN_ERRORS:
             return
+        # Heal only once we listen on the new primary, or updates published meanwhile are lost
+        # with nothing to reveal them. A shard still connecting subscribes the channel itself.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await shard.up_event.wait()
         if shard.up:
             await self._ssubscribe_confirmed(shard, [channel])
         self._heal({channel})
@@ -586,9 +614,6 @@ class RedisClusterBroker(Broker):
         beat = _HB + self.node_id.encode()
         while not self._closing:
             if self._ready and self._cluster is not None:
-                with contextlib.suppress(*_CONN_ERRORS):
-                    async with asyncio.timeout(self._silence_limit):
-                        await self._cluster.spublish(self._nodes_channel, beat)
                 # Every live subscriber gets a PING, so a silent shard is noticed by its reader.
                 for shard in list(self._shards.values()):
                     if shard.up and shard.pubsub is not None:
@@ -596,6 +621,9 @@ class RedisClusterBroker(Broker):
                             await shard.pubsub.ping()
                 nodes_shard = self._placed.get(self._nodes_channel)
                 if nodes_shard is not None and nodes_shard.up:
+                    # Through the publisher's queue: this loop never waits on a slow shard.
+                    self._queue.append((self._nodes_channel, beat))
+                    self._wake.set()
                     try:
                         self._reap_peers()
                     except Exception:
