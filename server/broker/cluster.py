@@ -17,6 +17,10 @@ means the shard is down; its canvases then refresh the topology, move to the slo
 (a promoted replica) or wait for the node to return, and heal from the store once subscribed
 again. A slot migrated away (Redis sends an unrequested ``sunsubscribe``) moves the same way.
 
+The subscriber sends ``SSUBSCRIBE``/``SUNSUBSCRIBE`` as plain commands and reads raw replies:
+redis-py's async ``PubSub`` gained ``ssubscribe`` only in later releases, and its bookkeeping
+would replay subscriptions on a reconnect that the shard's supervisor does itself.
+
 Framing, sequence numbers, gap detection and marks are the base class's; node heartbeats travel
 on the sharded channel ``<prefix>nodes`` (one shard carries them; while that shard is down no
 peer is declared lost, and every peer gets a fresh grace period when it returns).
@@ -164,7 +168,9 @@ class RedisClusterBroker(Broker):
         if self._up and self._cluster is not None:
             with contextlib.suppress(*_CONN_ERRORS):
                 async with asyncio.timeout(1.0):
-                    await self._cluster.spublish(self._nodes_channel, _BYE + self.node_id.encode())
+                    await self._cluster.execute_command(
+                        "SPUBLISH", self._nodes_channel, _BYE + self.node_id.encode()
+                    )
         self._up = False
         self._up_event.clear()
         tasks = self._tasks + [s.task for s in self._shards.values() if s.task is not None]
@@ -286,7 +292,7 @@ class RedisClusterBroker(Broker):
             futures.append(future)
         try:
             for group in self._by_slot(channels):
-                await pubsub.ssubscribe(*group)
+                await pubsub.execute_command("SSUBSCRIBE", *group)
             async with asyncio.timeout(2.0):
                 await asyncio.gather(*futures)
         except _CONN_ERRORS:
@@ -315,10 +321,7 @@ class RedisClusterBroker(Broker):
         if pubsub is None or not shard.up:
             return
         with contextlib.suppress(*_CONN_ERRORS):
-            await pubsub.sunsubscribe(channel)
-        # We read raw replies, so redis-py never drops the channel from its own bookkeeping.
-        pubsub.shard_channels.pop(channel, None)
-        pubsub.pending_unsubscribe_shard_channels.discard(channel)
+            await pubsub.execute_command("SUNSUBSCRIBE", channel)
 
     # -- one shard's subscriber -----------------------------------------------------------
 
@@ -366,11 +369,11 @@ class RedisClusterBroker(Broker):
         while missing := shard.channels - sent:
             sent |= missing
             for group in self._by_slot(missing):
-                await pubsub.ssubscribe(*group)
+                await pubsub.execute_command("SSUBSCRIBE", *group)
             await self._await_confirmations(shard, set(missing))
         if stale := sent - shard.channels:
             for group in self._by_slot(stale):
-                await pubsub.sunsubscribe(*group)
+                await pubsub.execute_command("SUNSUBSCRIBE", *group)
         shard.up = True
         shard.up_event.set()
         healing = shard.was_up
@@ -587,7 +590,7 @@ class RedisClusterBroker(Broker):
             batch = [queue.popleft() for _ in range(count)]
             pipe = self._cluster.pipeline(transaction=False)
             for channel, raw in batch:
-                pipe.spublish(channel, raw)
+                pipe.execute_command("SPUBLISH", channel, raw)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except _CONN_ERRORS:
