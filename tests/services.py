@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import free_port, require
@@ -155,3 +156,169 @@ def drop_machine_pg_schema(url: str) -> None:
     schema = url.rsplit("%3D", 1)[1]
     with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class RedisClusterServers:
+    """A private Redis Cluster: ``primaries`` redis-servers with ``replicas`` replicas each, on
+    free ports, created with ``redis-cli --cluster create`` and waited for by condition
+    (``cluster_state:ok`` on every node, every slot covered). Tests may kill one node and start it
+    again (it rejoins from its own ``nodes.conf``)."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
+        binary = shutil.which("redis-server")
+        cli = shutil.which("redis-cli")
+        require(
+            binary is not None and cli is not None,
+            "redis-server / redis-cli not found on PATH (apt-get install redis-server)",
+        )
+        assert binary is not None and cli is not None
+        self.binary, self.cli = binary, cli
+        self.count = primaries * (1 + replicas)
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.root = Path(tempfile.mkdtemp(prefix="cocanvas-rc-"))
+        self.ports = [self._cluster_port() for _ in range(self.count)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @staticmethod
+    def _cluster_port() -> int:
+        """A free port whose cluster bus port (port + 10000) is free too; Redis refuses a port
+        above 55535 for that reason."""
+        for _ in range(200):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port > 55535:
+                port = 20000 + port % 30000
+            try:
+                with socket.socket() as a, socket.socket() as b:
+                    a.bind(("127.0.0.1", port))
+                    b.bind(("127.0.0.1", port + 10000))
+                return port
+            except OSError:
+                continue
+        raise RuntimeError("no free port pair for a Redis Cluster node")
+
+    @property
+    def url(self) -> str:
+        """The broker's URL: any one node; the client discovers the rest."""
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def start_node(self, port: int) -> None:
+        workdir = self.root / str(port)
+        workdir.mkdir(exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--cluster-replica-validity-factor",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait(lambda: self._info(port, b"PING").startswith(b"+PONG"), f"node {port} up")
+
+    def kill_node(self, port: int) -> None:
+        proc = self.procs.pop(port, None)
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def start(self) -> RedisClusterServers:
+        for port in self.ports:
+            self.start_node(port)
+        done = subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Every running node says cluster_state:ok (all slots served, failovers finished)."""
+        self._wait(
+            lambda: all(
+                b"cluster_state:ok" in self._info(p, b"CLUSTER INFO") for p in list(self.procs)
+            ),
+            "cluster_state:ok",
+            timeout,
+        )
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the running primaries that serve slots, from CLUSTER NODES."""
+        for port in self.procs:
+            text = self._info(port, b"CLUSTER NODES").decode(errors="replace")
+            out = []
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) > 8 and "master" in parts[2] and "fail" not in parts[2]:
+                    out.append(int(parts[1].split("@")[0].rsplit(":", 1)[1]))
+            if out:
+                return sorted(out)
+        return []
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            self.kill_node(port)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @staticmethod
+    def _info(port: int, command: bytes) -> bytes:
+        """One inline command's raw reply, or b"" when the node does not answer."""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(command + b"\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if data.startswith(b"+") and data.endswith(b"\r\n"):
+                        break
+                    if data.startswith(b"$"):
+                        header, _, body = data.partition(b"\r\n")
+                        if len(body) >= int(header[1:]) + 2:
+                            break
+                    if data.startswith(b"-"):
+                        break
+                return data
+        except OSError:
+            return b""
+
+    @staticmethod
+    def _wait(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster: {what} not reached in {timeout:.0f}s")
+            time.sleep(0.05)

@@ -1,4 +1,5 @@
-"""Brokers: the in-process one for a single node, Redis pub/sub for many."""
+"""Brokers: the in-process one for a single node, Redis pub/sub for many, Redis Cluster sharded
+pub/sub (a ``redis+cluster://`` URL) when one Redis is not enough."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ __all__ = ["Broker", "BrokerListener", "BrokerMessage", "open_broker"]
 
 
 def open_broker(redis_url: str | None, node_id: str | None = None) -> Broker:
+    if redis_url and redis_url.startswith("redis+cluster://"):
+        from .cluster import RedisClusterBroker
+
+        return RedisClusterBroker(redis_url, node_id=node_id)
     if redis_url:
         from .redis import RedisBroker
 

@@ -1,7 +1,8 @@
 """One contract for every Broker: two brokers are two server nodes.
 
 MemoryBroker nodes share a MemoryHub; RedisBroker nodes share a private redis-server that the
-Redis-only tests kill and restart to prove the reconnect path.
+Redis-only tests kill and restart to prove the reconnect path; RedisClusterBroker nodes share a
+private Redis Cluster (one per module; tests/test_cluster_broker.py kills its nodes).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -26,8 +27,10 @@ from server.broker.base import (
     BrokerListener,
     BrokerMessage,
 )
+from server.broker.cluster import RedisClusterBroker
 from server.broker.memory import MemoryBroker, MemoryHub
 from server.broker.redis import RedisBroker
+from tests.services import RedisClusterServers
 
 from .conftest import RedisServer
 
@@ -41,6 +44,24 @@ def fast_redis_broker(
     return RedisBroker(
         url, node_id, prefix, heartbeat_interval=0.1, node_timeout=0.6, start_timeout=start_timeout
     )
+
+
+def fast_cluster_broker(
+    url: str, node_id: str, prefix: str = "cocanvas:", start_timeout: float = 5.0
+) -> RedisClusterBroker:
+    return RedisClusterBroker(
+        url, node_id, prefix, heartbeat_interval=0.1, node_timeout=0.6, start_timeout=start_timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_servers() -> Iterator[RedisClusterServers]:
+    """Three primaries, no replicas: the contract does not kill cluster nodes."""
+    servers = RedisClusterServers(primaries=3, replicas=0).start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 class Recorder(BrokerListener):
@@ -86,6 +107,7 @@ class Cluster:
     kind: str
     make: Callable[[str], Broker]
     redis: RedisServer | None = None
+    broker_url: str | None = None
     started: list[Broker] = field(default_factory=list)
 
     async def node(self, name: str) -> Broker:
@@ -95,11 +117,19 @@ class Cluster:
         return broker
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     if request.param == "memory":
         hub = MemoryHub()
         c = Cluster("memory", lambda name: MemoryBroker(node_id=name, hub=hub))
+    elif request.param == "cluster":
+        servers: RedisClusterServers = request.getfixturevalue("redis_cluster_servers")
+        prefix = f"t{uuid.uuid4().hex[:6]}:"
+        c = Cluster(
+            "cluster",
+            lambda name: fast_cluster_broker(servers.url, name, prefix),
+            broker_url=servers.url,
+        )
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         prefix = f"t{uuid.uuid4().hex[:6]}:"
@@ -107,6 +137,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
             "redis",
             lambda name: fast_redis_broker(server.url, name, prefix),
             redis=server,
+            broker_url=server.url,
         )
     try:
         yield c
@@ -299,8 +330,15 @@ async def test_redis_start_without_server_then_connects(cluster: Cluster) -> Non
     await until(lambda: broker.connected, within=5)
 
 
+def networked(cluster: Cluster) -> str:
+    """Redis or Redis Cluster: a transport with heartbeats between nodes."""
+    if cluster.broker_url is None:
+        pytest.skip("in-process broker has no heartbeats")
+    return cluster.broker_url
+
+
 async def test_redis_graceful_close_forgets_node_at_once(cluster: Cluster) -> None:
-    redis_only(cluster)
+    networked(cluster)
     a, b, ra, _ = await two_nodes(cluster)
     await asyncio.sleep(0.3)  # a has heard b's heartbeat
     cluster.started.remove(b)
@@ -310,19 +348,24 @@ async def test_redis_graceful_close_forgets_node_at_once(cluster: Cluster) -> No
 
 async def test_redis_heartbeat_lapse_reports_lost_node(cluster: Cluster) -> None:
     """A node that dies without saying goodbye (SIGKILL) is forgotten after its heartbeats stop."""
-    server = redis_only(cluster)
+    url = networked(cluster)
     a = await cluster.node("node-a")
     prefix = cast(RedisBroker, a)._prefix
+    module, cls = (
+        ("server.broker.cluster", "RedisClusterBroker")
+        if cluster.kind == "cluster"
+        else ("server.broker.redis", "RedisBroker")
+    )
     ra = Recorder()
     await a.subscribe("c1", ra)
     script = textwrap.dedent(
         f"""
         import asyncio
-        from server.broker.redis import RedisBroker
+        from {module} import {cls}
 
         async def main():
-            b = RedisBroker(
-                {server.url!r}, "doomed", {prefix!r}, heartbeat_interval=0.1
+            b = {cls}(
+                {url!r}, "doomed", {prefix!r}, heartbeat_interval=0.1
             )
             await b.start()
             print("up", flush=True)

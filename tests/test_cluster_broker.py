@@ -1,0 +1,316 @@
+"""Nodes that add up: three CoCanvas nodes on a Redis Cluster (sharded pub/sub) and on one Redis.
+
+The cluster is real: six redis-servers (three primaries, a replica each) started once for the
+module by ``redis-cli --cluster create``. Tests that kill a primary wait for its replica to be
+promoted and start the killed process again afterwards (it rejoins as a replica), so the next
+test finds a healthy cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.cluster import RedisCluster as SyncCluster
+from redis.cluster import key_slot
+
+from server.broker.base import KIND_UPDATE
+from server.broker.cluster import RedisClusterBroker, cluster_startup_nodes
+from tests.contract.test_broker_contract import Recorder, fast_cluster_broker, until
+from tests.services import RedisClusterServers, RedisServer
+from tests.support import ServerProcess, YClient
+from tests.test_multinode import close_all, converged, node, split_clients
+
+
+@pytest.fixture(scope="module")
+def rc() -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(primaries=3, replicas=1).start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def healthy(rc: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    """Whatever a test killed is started again, and the cluster is whole before the next one."""
+    ports = list(rc.ports)
+    try:
+        yield rc
+    finally:
+        for port in ports:
+            if port not in rc.procs:
+                rc.start_node(port)
+        rc.wait_ok()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    from tests.services import drop_machine_pg_schema, machine_pg_schema
+
+    url = machine_pg_schema()
+    try:
+        yield url
+    finally:
+        drop_machine_pg_schema(url)
+
+
+def owner_port(rc: RedisClusterServers, channel: str) -> int:
+    """The port of the primary that serves ``channel``'s slot, as the cluster says now."""
+    host, port = cluster_startup_nodes(rc.url)[0]
+    alive = next(p for p in rc.procs)
+    client = SyncCluster(host=host, port=alive if port not in rc.procs else port)
+    try:
+        node = client.get_node_from_key(channel)
+        assert node is not None
+        return int(node.port)
+    finally:
+        client.close()
+
+
+def test_url_names_the_startup_nodes() -> None:
+    assert cluster_startup_nodes("redis+cluster://a:7000,b:7001") == [("a", 7000), ("b", 7001)]
+    assert cluster_startup_nodes("redis+cluster://h") == [("h", 6379)]
+    with pytest.raises(ValueError):
+        cluster_startup_nodes("redis://h:6379")
+
+
+async def test_canvases_spread_over_every_primary(healthy: RedisClusterServers) -> None:
+    prefix = f"s{uuid.uuid4().hex[:6]}:"
+    a, b = (
+        fast_cluster_broker(healthy.url, "a", prefix),
+        fast_cluster_broker(healthy.url, "b", prefix),
+    )
+    await a.start()
+    await b.start()
+    try:
+        canvases = [f"canvas-{i}" for i in range(30)]
+        recorders = {c: Recorder() for c in canvases}
+        for c in canvases:
+            await b.subscribe(c, recorders[c])
+        shards = {b.shard_of(c) for c in canvases}
+        assert shards == {f"127.0.0.1:{p}" for p in healthy.primary_ports()}
+        for c in canvases:
+            a.publish(c, KIND_UPDATE, c.encode())
+        for c in canvases:
+            await recorders[c].wait_for(lambda c=c: len(recorders[c].messages) == 1)  # type: ignore[misc]
+            assert recorders[c].messages[0].payload == c.encode()
+            assert recorders[c].gaps == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_heal(
+    healthy: RedisClusterServers,
+) -> None:
+    prefix = f"k{uuid.uuid4().hex[:6]}:"
+    a = fast_cluster_broker(healthy.url, "a", prefix)
+    b = fast_cluster_broker(healthy.url, "b", prefix)
+    await a.start()
+    await b.start()
+    try:
+        canvases = [f"canvas-{i}" for i in range(12)]
+        recorders = {c: Recorder() for c in canvases}
+        for c in canvases:
+            await a.subscribe(c, Recorder())
+            await b.subscribe(c, recorders[c])
+        victim = b.shard_of(canvases[0])
+        assert victim is not None
+        port = int(victim.rsplit(":", 1)[1])
+        hit = [c for c in canvases if b.shard_of(c) == victim]
+        spared = [c for c in canvases if b.shard_of(c) != victim]
+        assert spared, "every canvas landed on one primary"
+        states: list[bool] = []
+        b.add_state_listener(states.append)
+
+        healthy.kill_node(port)
+        await until(lambda: not b.connected, within=5)
+        # Canvases on the other primaries keep flowing while the shard fails over.
+        a.publish(spared[0], KIND_UPDATE, b"unaffected")
+        r = recorders[spared[0]]
+        await r.wait_for(lambda: any(m.payload == b"unaffected" for m in r.messages))
+
+        # The replica is promoted; both nodes follow the slot there, and the rooms heal.
+        gaps_before = {c: recorders[c].gaps for c in hit}
+        await until(lambda: b.shard_of(hit[0]) not in (None, victim), within=20)
+        await until(lambda: a.connected and b.connected, within=10)
+        assert states[0] is False and states[-1] is True
+        assert all(recorders[c].gaps > gaps_before[c] for c in hit)
+        await until(lambda: a.shard_of(hit[0]) == b.shard_of(hit[0]), within=10)
+        for c in hit:
+            a.publish(c, KIND_UPDATE, b"after failover")
+        for c in hit:
+            rec = recorders[c]
+            await rec.wait_for(
+                lambda rec=rec: (
+                    rec.messages[-1:] != [] and rec.messages[-1].payload == b"after failover"
+                )
+            )  # type: ignore[misc]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_migrated_slot_is_followed_to_its_new_primary(
+    healthy: RedisClusterServers,
+) -> None:
+    """Resharding: Redis tells subscribers of a moved slot (an unrequested ``sunsubscribe``);
+    the broker follows the slot to its new primary and the room heals."""
+    from redis import Redis as SyncRedis
+
+    prefix = f"m{uuid.uuid4().hex[:6]}:"
+    a = fast_cluster_broker(healthy.url, "a", prefix)
+    b = fast_cluster_broker(healthy.url, "b", prefix)
+    await a.start()
+    await b.start()
+    try:
+        rb = Recorder()
+        await a.subscribe("moving", Recorder())
+        await b.subscribe("moving", rb)
+        source = b.shard_of("moving")
+        assert source is not None
+        source_port = int(source.rsplit(":", 1)[1])
+        target_port = next(p for p in healthy.primary_ports() if p != source_port)
+        slot = key_slot(f"{prefix}canvas:moving".encode())
+        clients = {p: SyncRedis(port=p) for p in healthy.primary_ports()}
+        try:
+            target_id = clients[target_port].execute_command("CLUSTER", "MYID").decode()
+            # The slot holds no keys, so moving it is SETSLOT ... NODE on the new owner, then
+            # on the old one, then on the other primaries.
+            order = [target_port, source_port] + [
+                p for p in clients if p not in (target_port, source_port)
+            ]
+            for port in order:
+                clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        finally:
+            for c in clients.values():
+                c.close()
+        gaps = rb.gaps
+        await until(lambda: b.shard_of("moving") == f"127.0.0.1:{target_port}", within=10)
+        await until(lambda: a.shard_of("moving") == f"127.0.0.1:{target_port}", within=10)
+        await rb.wait_for(lambda: rb.gaps > gaps)
+        a.publish("moving", KIND_UPDATE, b"on the new primary")
+        await rb.wait_for(lambda: any(m.payload == b"on the new primary" for m in rb.messages))
+    finally:
+        await a.close()
+        await b.close()
+
+
+# -- three CoCanvas server processes ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def nodes(
+    tmp_path: Path, store_url: str, redis_url: str, count: int = 3
+) -> AsyncIterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    try:
+        for i in range(count):
+            started.append(node(tmp_path, f"node-{i}", store_url, redis_url).start())
+        yield started
+    finally:
+        for n in started:
+            n.stop()
+
+
+async def write_until(stop: asyncio.Event, c: YClient) -> None:
+    i = 0
+    while not stop.is_set():
+        if not c.closed.is_set():
+            c.add_note(f"{c.name}-{i}", "x")
+            i += 1
+        await asyncio.sleep(0.01)
+
+
+def written(clients: list[YClient]) -> set[str]:
+    """Every note any writer wrote (each writer's own document holds all of its writes)."""
+    keys: set[str] = set()
+    for c in clients:
+        keys |= {k for k in c.notes.keys() if k.startswith(c.name + "-")}
+    return keys
+
+
+async def test_three_nodes_on_a_cluster_converge_through_a_killed_primary(
+    tmp_path: Path, healthy: RedisClusterServers, pg_url: str
+) -> None:
+    async with nodes(tmp_path, pg_url, healthy.url) as servers:
+        canvas = servers[0].create_canvas()
+        clients = await split_clients(tuple(servers), canvas, 6)
+        try:
+            clients[0].add_note("before", "before the failover")
+            await converged(clients, {"before"})
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(write_until(stop, c)) for c in clients]
+            await clients[5].wait_for(lambda: len(clients[5].notes) >= 60)
+            # Kill the primary that carries this canvas's channel, under load.
+            victim = owner_port(healthy, f"cocanvas:canvas:{canvas['id']}")
+            healthy.kill_node(victim)
+            killed_at = len(clients[5].notes)
+            await clients[5].wait_for(lambda: len(clients[5].notes) >= killed_at + 60, timeout=30)
+            stop.set()
+            await asyncio.gather(*tasks)
+            keys = written(clients) | {"before"}
+            await converged(clients, keys, timeout=30)
+            fresh = await split_clients((servers[2],), canvas, 1, "fresh")
+            assert set(fresh[0].notes.keys()) == keys  # every write, exactly once, none lost
+            await close_all(fresh)
+        finally:
+            await close_all(clients)
+
+
+@pytest.fixture
+def redis_proc() -> Iterator[RedisServer]:
+    r = RedisServer.started()
+    try:
+        yield r
+    finally:
+        r.kill()
+
+
+async def test_four_nodes_on_one_redis_converge_and_survive_a_killed_node(
+    tmp_path: Path, redis_proc: RedisServer, pg_url: str
+) -> None:
+    async with nodes(tmp_path, pg_url, redis_proc.url, count=4) as servers:
+        canvas = servers[0].create_canvas()
+        clients = await split_clients(tuple(servers), canvas, 8)
+        try:
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(write_until(stop, c)) for c in clients]
+            watcher = clients[1]  # on node-1, which survives
+            await watcher.wait_for(lambda: len(watcher.notes) >= 80)
+            servers[0].kill()
+            seen = len(watcher.notes)
+            await watcher.wait_for(lambda: len(watcher.notes) >= seen + 40, timeout=20)
+            stop.set()
+            await asyncio.gather(*tasks)
+            survivors = [c for i, c in enumerate(clients) if i % 4 != 0]
+            orphans = [c for i, c in enumerate(clients) if i % 4 == 0]
+            seen_by_survivors = set(watcher.notes.keys())
+            # The dead node's clients reconnect elsewhere with what they wrote.
+            moved = []
+            for i, old in enumerate(orphans):
+                new = YClient(servers[1 + i].ws, canvas["id"], canvas["facilitator_token"], f"m{i}")
+                new.doc.apply_update(old.doc.get_update())
+                await new.connect()
+                moved.append(new)
+            keys = written(clients)
+            assert seen_by_survivors <= keys
+            await converged(survivors + moved, keys, timeout=20)
+            fresh = await split_clients((servers[3],), canvas, 1, "fresh")
+            assert set(fresh[0].notes.keys()) == keys
+            await close_all(moved + fresh)
+        finally:
+            await close_all(clients)
+
+
+def test_broker_is_chosen_by_the_url_scheme() -> None:
+    from server.broker import open_broker
+    from server.broker.redis import RedisBroker
+
+    assert isinstance(open_broker("redis+cluster://127.0.0.1:7000", "n"), RedisClusterBroker)
+    assert isinstance(open_broker("redis://127.0.0.1:6379/0", "n"), RedisBroker)
