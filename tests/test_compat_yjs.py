@@ -19,6 +19,7 @@ import pytest
 from pycrdt import Assoc, StickyIndex
 
 from server.canvas.export import doc_to_json
+from server.canvas.schema import ROOTS
 from tests.support import ROOT, ServerProcess, YClient, node_available, require, unstamped
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -143,7 +144,7 @@ class NodeClient:
 
     async def dump(self) -> dict[str, Any]:
         mark = len(self.events)
-        await self.call("dump")
+        await self.call("dump", roots=list(ROOTS))
         event = await self.wait_event(lambda e: e["event"] == "dump", start=mark)
         return event["doc"]  # type: ignore[no-any-return]
 

@@ -11,7 +11,7 @@
 //       (index: position of the first char, -1 = append each char at the end)
 //   {"req":4,"op":"delete_text","id":"n1","index":0,"length":2}
 //   {"req":5,"op":"delete","id":"n1"}                                        delete a note
-//   {"req":6,"op":"dump"}            -> {"event":"dump","req":6,"doc":{meta,blocks,notes,orgs,links,exchange,overlaps}}
+//   {"req":6,"op":"dump","roots":[...]} -> {"event":"dump","req":6,"doc":{root: JSON, ...}} (the schema's roots)
 //   {"req":7,"op":"awareness","state":{...}}   set the local awareness state (null clears it)
 //   {"req":9,"op":"cursor_moves","count":50,"delay_ms":2}  move the cursor: one awareness update a step
 //   {"req":10,"op":"delete_substring","id":"n1","text":"abc"}  delete the last occurrence of a string
@@ -122,9 +122,9 @@ const handlers = {
   delete: ({ id }) => {
     notes.delete(id)
   },
-  dump: ({ req }) => {
+  dump: ({ req, roots }) => {
     const out = {}
-    for (const name of ['meta', 'blocks', 'notes', 'orgs', 'links', 'exchange', 'overlaps']) out[name] = doc.getMap(name).toJSON()
+    for (const name of roots) out[name] = doc.getMap(name).toJSON()
     emit({ event: 'dump', req, doc: out })
   },
   awareness: ({ state }) => {
