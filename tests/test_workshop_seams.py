@@ -7,10 +7,12 @@ what a reader's export carries of the draft spaces."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from server import closecodes, control, drafts, versions
+from server.canvas.diff import diff
 from server.canvas.restore import content_of
 from server.store.base import SERVER_OWNER
 from server.workshop import stage
@@ -107,3 +109,40 @@ async def test_an_export_carries_only_the_readers_own_organizations_drafts(tmp_p
         record.settings[drafts.FACILITATOR_ACCESS] = True
         await spaces.store.update_canvas(record)
         assert set(await spaces.readable_notes(FRAN, "c")) == {"a-1", "b-1"}
+
+
+def test_the_diff_lists_comments_added_and_resolved_and_rounds_closed() -> None:
+    note = {"block": "pains", "text": "broken", "org": "beta"}
+    before: dict[str, Any] = {
+        "orgs": {"alpha": {"name": "Alpha"}, "beta": {"name": "Beta"}},
+        "notes": {"n1": note},
+        "comments": {"c1": {"note": "n1", "text": "which?", "org": "alpha", "resolved": False}},
+        "rounds": {"r1": {"title": "Pick", "status": "open"}},
+    }
+    after = {
+        **before,
+        "comments": {
+            "c1": {"note": "n1", "text": "which?", "org": "alpha", "resolved": True},
+            "c2": {"note": "n1", "text": "fast ones", "org": "beta", "parent": "c1"},
+        },
+        "rounds": {
+            "r1": {
+                "title": "Pick",
+                "status": "closed",
+                "tally": {"voters": 2, "ranking": [{"note": "n1", "total": 3}]},
+            },
+            "r2": {"title": "Later", "status": "open"},
+        },
+    }
+    out = diff(before, after)
+    by_org = {g["org"]: g for g in out["orgs"]}
+    assert [c["id"] for c in by_org["alpha"]["comments_resolved"]] == ["c1"]
+    assert by_org["alpha"]["comments_added"] == []
+    assert by_org["beta"]["comments_added"] == [
+        {"id": "c2", "note": "n1", "text": "fast ones", "author_name": "", "reply": True}
+    ]
+    assert (out["totals"]["comments_added"], out["totals"]["comments_resolved"]) == (1, 1)
+    assert out["rounds_closed"] == [
+        {"id": "r1", "title": "Pick", "voters": 2, "ranking": [{"note": "n1", "total": 3}]}
+    ]
+    assert diff(after, after)["rounds_closed"] == [] and diff(after, after)["orgs"] == []
