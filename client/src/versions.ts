@@ -224,6 +224,11 @@ export class VersionsPanel {
       const groups = d.orgs.map((g) =>
         h('div', { class: 'diff-org', 'data-org': g.org }, h('h4', {}, g.name), h('ul', {}, ...describeGroup(g).map((line) => h('li', {}, line)))),
       )
+      const closed = d.rounds_closed ?? []
+      if (closed.length) {
+        const lines = closed.map((r) => h('li', {}, `Vote round closed: “${r.title || r.id}” (${r.voters} voter${r.voters === 1 ? '' : 's'})`))
+        groups.push(h('div', { class: 'diff-org diff-rounds' }, h('h4', {}, 'Vote rounds'), h('ul', {}, ...lines)))
+      }
       this.diffEl.replaceChildren(
         h('h3', { id: 'diff-heading' }, `Changes since “${v.name}”`),
         ...(groups.length ? groups : [h('p', { class: 'muted' }, 'No changes.')]),
