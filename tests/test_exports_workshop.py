@@ -214,3 +214,20 @@ def test_svg_and_png_show_the_value_exchange_panel_under_the_board() -> None:
     assert isinstance(swatch, tuple) and all(
         abs(a - b) <= 8 for a, b in zip(swatch[:3], (0x2F, 0x6F, 0xDB), strict=True)
     )
+
+
+def test_gaps_rank_by_dots_from_closed_rounds_and_link_kinds_come_from_the_blocks() -> None:
+    content = workshop_canvas()
+    before = orjson.loads(export(content, "json"))["report"]["contribution"]["gaps"]
+    assert before[0] == "a1"  # its two free votes (and one dot)
+    tally = dict(CLOSED["tally"])  # type: ignore[arg-type]
+    tally["ranking"] = [{"place": 1, "note": "g1", "total": 5, "by_org": {"gamma": 5}}]
+    content["rounds"] = {"r1": {**CLOSED, "tally": tally}, "r2": OPEN_LIVE}
+    cmap = orjson.loads(export(content, "json"))["report"]["contribution"]
+    assert cmap["gaps"][0] == "g1"  # five dots in a closed round
+    assert next(r for r in cmap["rows"] if r["note"] == "g1")["votes"] == 5
+    # A link whose client-written kind lies is shown with the kind its blocks give it.
+    content["links"]["l1"] = {**LINKS["l1"], "kind": "FAKEKIND"}
+    md = export(content, "md").decode()
+    assert "FAKEKIND" not in md
+    assert "- Remote diagnostics, 24/7 → *relieves* → Chargers are often broken" in md

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..canvas import fit
 from . import results
 from .board import Board, Note
 
@@ -78,12 +79,18 @@ def _links_section(board: Board) -> list[str]:
     if not isinstance(links, dict) or not links:
         return []
     text = {n.id: n.text for n in board.notes}
+    block_of = {n.id: n.block for n in board.notes}
+    blocks = board.raw.get("blocks") or {}
     out = []
     for _, link in sorted(links.items()):
         if isinstance(link, dict):
             a, b = str(link.get("from")), str(link.get("to"))
             if a in text and b in text:
-                kind = md_escape(str(link.get("kind") or "links to"))
+                # The kind follows from the two blocks (canvas/fit.py), never from the client.
+                kind = fit.link_kind(
+                    fit.block_kind(blocks, block_of[a]), fit.block_kind(blocks, block_of[b])
+                )
+                kind = md_escape(kind or "links to")
                 out.append(f"- {md_escape(text[a])} → *{kind}* → {md_escape(text[b])}")
     return out
 
