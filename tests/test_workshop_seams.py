@@ -14,7 +14,7 @@ import pytest
 from server import closecodes, control, drafts, versions
 from server.canvas.diff import diff
 from server.canvas.restore import content_of
-from server.store.base import SERVER_OWNER
+from server.store.base import SERVER_OWNER, StoreError
 from server.workshop import stage
 from tests.test_drafts import ANN, BOB, FRAN, drafter, note, notes, pump, viewer_of_shared, world
 from tests.test_drafts import write as draft
@@ -146,3 +146,20 @@ def test_the_diff_lists_comments_added_and_resolved_and_rounds_closed() -> None:
         {"id": "r1", "title": "Pick", "voters": 2, "ranking": [{"note": "n1", "total": 3}]}
     ]
     assert diff(after, after)["rounds_closed"] == [] and diff(after, after)["orgs"] == []
+
+
+async def test_a_reveal_stays_done_when_its_automatic_version_cannot_be_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with world(tmp_path, nodes=1) as (one,):
+        ann = await drafter(one, ANN)
+        await draft(ann, note("gains", "alpha idea"))
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(one.spaces.store, "save_version", broken)
+        result = await one.spaces.reveal("c", ["alpha"], None, FRAN)
+        assert result.revealed == {"alpha": ["n-alpha idea"]}  # reported as done, as it is
+        watcher = await viewer_of_shared(one, BOB)
+        assert set(notes(watcher)) == {"n-alpha idea"}
