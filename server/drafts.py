@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import closecodes, control
+from pycrdt import Map
+
+from . import closecodes, control, versions
 from .auth import TokenError
 from .broker.base import KIND_CONTROL, Broker
 from .canvas import drafts as content
@@ -44,6 +46,7 @@ from .room import Room
 from .rooms import Rooms
 from .session import ROLE_EDITOR, ROLE_FACILITATOR, ROLE_VIEWER, Identity
 from .store.base import AuditEntry, CanvasNotFound, CanvasRecord, Store, StoreError
+from .workshop import stage
 
 log = logging.getLogger("cocanvas.drafts")
 
@@ -66,12 +69,22 @@ def draft_id(canvas_id: str, org_id: str) -> str:
     return f"{canvas_id}{SEPARATOR}{org_id}"
 
 
+def _org_name(orgs: dict[str, Any], org_id: str) -> str:
+    entry = orgs.get(org_id)
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) and name else org_id
+
+
 def _forbidden(message: str) -> TokenError:
     return TokenError(403, closecodes.FORBIDDEN, message)
 
 
 def _not_found(message: str) -> TokenError:
     return TokenError(404, closecodes.NOT_FOUND, message)
+
+
+class CanvasFrozen(Exception):
+    """The shared canvas is frozen: a reveal would change it, so nothing is revealed."""
 
 
 @dataclass(slots=True)
@@ -231,6 +244,38 @@ class DraftSpaces:
                 self.release(room)
         return out
 
+    # -- what an export carries ---------------------------------------------------------------
+
+    async def readable_notes(self, identity: Identity | None, canvas_id: str) -> dict[str, Any]:
+        """The draft notes (id -> note JSON) a reader's own export carries: a member's own
+        organization's; the facilitator's (``identity`` None: the operator) every
+        organization's, only while the canvas gives them access (the same rule as
+        :meth:`authorize`); nobody else's, ever. A space never opened is not created by asking.
+
+        An id drafted in two organizations' spaces (a hostile client picks its ids) is left out
+        rather than letting one organization's draft stand for another's."""
+        settings = await self.settings(canvas_id)
+        orgs = await self.org_ids(canvas_id)
+        if identity is None or identity.role == ROLE_FACILITATOR:
+            wanted = sorted(orgs) if settings.get(FACILITATOR_ACCESS) else []
+        else:
+            wanted = [identity.org_id] if identity.org_id in orgs else []
+        merged: dict[str, Any] = {}
+        twice: set[str] = set()
+        for org in wanted:
+            if await self.store.get_canvas(draft_id(canvas_id, org)) is None:
+                continue
+            room = await self.acquire(canvas_id, org)
+            try:
+                notes = room.doc.get("notes", type=Map).to_py() or {}
+            finally:
+                self.release(room)
+            for nid, note in notes.items():
+                if nid in merged:
+                    twice.add(nid)
+                merged[nid] = note
+        return {k: v for k, v in merged.items() if k not in twice}
+
     # -- the reveal ---------------------------------------------------------------------------
 
     async def reveal(
@@ -252,6 +297,9 @@ class DraftSpaces:
         held: list[Room] = []
         shared = await self._shared(canvas_id)
         try:
+            # A frozen canvas refuses every change, a reveal too (the drafts stay private).
+            if stage.is_frozen(shared.doc):
+                raise CanvasFrozen(stage.FROZEN_REASON)
             for org in sorted(set(orgs)):
                 if await self.store.get_canvas(draft_id(canvas_id, org)) is not None:
                     held.append(await self.acquire(canvas_id, org))
@@ -307,6 +355,12 @@ class DraftSpaces:
                 await room.apply_server_change(
                     functools.partial(content.remove, ids=gone, record=record)
                 )
+            # An automatic version, on the node that revealed: the canvas as the reveal left it.
+            orgs_now = shared.doc.get("orgs", type=Map).to_py() or {}
+            shown = ", ".join(_org_name(orgs_now, o) for o in sorted(result.revealed))
+            await versions.save_automatic(
+                self.store, canvas_id, shared.doc, f"drafts revealed: {shown}"
+            )
             log.info(
                 "revealed %d drafts of %s on %s",
                 len(everything),
@@ -338,6 +392,14 @@ class DraftSpaces:
             room = self.rooms.get_loaded(doc_id)
             if room is not None:
                 room.close_sessions_of_invite(invite_id)
+
+    def close_participant(
+        self, canvas_id: str, message: control.Control, code: int, orgs: Iterable[str]
+    ) -> None:
+        """A participant was removed or given another role: their sockets in every draft space
+        of the canvas close too (``code`` as on the shared canvas), here and on every node."""
+        for org in orgs:
+            self.rooms.close_participant(draft_id(canvas_id, org), message, code)
 
     def withdraw_facilitator(
         self, canvas_id: str, orgs: Iterable[str], facilitator_invites: Iterable[str] = ()
@@ -379,4 +441,4 @@ class DraftDoor:
         return self.spaces.rooms, room, inside
 
 
-__all__ = ["DraftDoor", "DraftSpaces", "RevealResult", "draft_id"]
+__all__ = ["CanvasFrozen", "DraftDoor", "DraftSpaces", "RevealResult", "draft_id"]

@@ -33,6 +33,7 @@ from .store.base import (
     CanvasNotFound,
     CanvasRecord,
     Store,
+    StoreError,
     Version,
     VersionLimit,
 )
@@ -68,11 +69,17 @@ async def save(store: Store, room: Room, name: str, who: Who) -> Version:
 async def save_automatic(store: Store, canvas_id: str, doc: Doc, reason: str) -> Version | None:
     """An automatic version of ``doc`` (a loaded room's document), e.g. when a vote round
     closes or drafts are revealed; None (logged) when the canvas's versions are all kept on
-    purpose and at the cap, so the feature calling it goes on either way."""
+    purpose and at the cap, or when the store fails (logged), so the feature calling it goes on
+    either way."""
     try:
         return await store.save_version(canvas_id, reason, doc.get_update(), SERVER_OWNER)
     except VersionLimit as exc:
         log.warning("automatic version %r of %s not saved: %s", reason, canvas_id, exc)
+        return None
+    except StoreError as exc:
+        # The change it records (a close, a reveal) is already committed: a failing store
+        # must not make it look failed to its caller. Logged; the next save tries again.
+        log.error("automatic version %r of %s not saved: %r", reason, canvas_id, exc)
         return None
 
 

@@ -145,6 +145,8 @@ async def test_the_diff_lists_exactly_the_scripted_changes_under_each_organizati
             "votes": 1,
             "links_added": 0,
             "links_removed": 0,
+            "comments_added": 0,
+            "comments_resolved": 0,
         }
         # And from v2 to now: only what came after it.
         now = await versions.compare(store, room, v2.id, None)

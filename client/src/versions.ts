@@ -43,6 +43,8 @@ export interface DiffGroup {
   votes: Array<NoteRef & { voter: string; before: unknown; after: unknown }>
   links_added: unknown[]
   links_removed: unknown[]
+  comments_added?: Array<{ id: string; note: string; text: string; author_name: string; reply: boolean }>
+  comments_resolved?: Array<{ id: string; note: string; text: string; author_name: string; reply: boolean }>
 }
 
 export interface DiffResult {
@@ -50,6 +52,7 @@ export interface DiffResult {
   target: number | null
   orgs: DiffGroup[]
   totals: Record<string, number>
+  rounds_closed?: Array<{ id: string; title: string; voters: number }>
 }
 
 const enc = encodeURIComponent
@@ -65,6 +68,8 @@ export function describeGroup(g: DiffGroup): string[] {
     ...g.votes.map((n) => `${n.after === undefined || n.after === null ? 'Took back a vote on' : 'Voted on'} ${q(n.text)}`),
     ...g.links_added.map(() => 'Added a link'),
     ...g.links_removed.map(() => 'Removed a link'),
+    ...(g.comments_added ?? []).map((c) => `${c.reply ? 'Replied' : 'Commented'} ${q(c.text)}`),
+    ...(g.comments_resolved ?? []).map((c) => `Resolved the comment ${q(c.text)}`),
   ]
 }
 
@@ -219,6 +224,11 @@ export class VersionsPanel {
       const groups = d.orgs.map((g) =>
         h('div', { class: 'diff-org', 'data-org': g.org }, h('h4', {}, g.name), h('ul', {}, ...describeGroup(g).map((line) => h('li', {}, line)))),
       )
+      const closed = d.rounds_closed ?? []
+      if (closed.length) {
+        const lines = closed.map((r) => h('li', {}, `Vote round closed: “${r.title || r.id}” (${r.voters} voter${r.voters === 1 ? '' : 's'})`))
+        groups.push(h('div', { class: 'diff-org diff-rounds' }, h('h4', {}, 'Vote rounds'), h('ul', {}, ...lines)))
+      }
       this.diffEl.replaceChildren(
         h('h3', { id: 'diff-heading' }, `Changes since “${v.name}”`),
         ...(groups.length ? groups : [h('p', { class: 'muted' }, 'No changes.')]),

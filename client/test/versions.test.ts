@@ -17,6 +17,18 @@ describe('versions panel', () => {
     expect(describeGroup(g)).toEqual(['Added “One card”', 'Edited “a” → “b”', 'Moved “m” from pains to jobs', 'Voted on “b”'])
   })
 
+  it('reads comments added and resolved', () => {
+    const c = { id: 'c1', note: 'n1', text: 'which?', author_name: 'Gil', reply: false }
+    const g: DiffGroup = {
+      ...empty,
+      org: 'gamma',
+      name: 'Gamma',
+      comments_added: [c, { ...c, id: 'c2', text: 'the fast ones', reply: true }],
+      comments_resolved: [c],
+    }
+    expect(describeGroup(g)).toEqual(['Commented “which?”', 'Replied “the fast ones”', 'Resolved the comment “which?”'])
+  })
+
   it('names files as the server does', () => {
     expect(exportFilename('Our workshop: round 1', 'pdf')).toBe('Our-workshop-round-1.pdf')
     expect(exportFilename('Rounds', 'png', 3)).toBe('Rounds-v3.png')

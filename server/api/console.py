@@ -5,8 +5,9 @@ organization.
 
 Role changes and removals are kept in the store and checked at every door (WebSocket and
 HTTP, ``Services.current_identity``), so they hold against tokens already issued; the
-participant's open sockets close on every node (control messages through the broker): 4412
-after a role change (reconnecting gives the new role), 4403 after removal.
+participant's open sockets close on every node (control messages through the broker), on the
+shared canvas and in its organizations' draft spaces alike: 4412 after a role change
+(reconnecting gives the new role), 4403 after removal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pycrdt import Map
 from pydantic import BaseModel, Field
 
 from .. import closecodes, control
+from ..auth import TokenError
 from ..session import ROLES
 from ..store.base import AuditEntry, CanvasNotFound, Participant
 from .deps import Caller, facilitator, require_canvas, services
@@ -59,6 +61,14 @@ VERBS = {
     "role": "changed the role of",
     "remove": "removed participant",
 }
+
+
+async def _canvas_orgs(svc: Services, canvas_id: str) -> list[str]:
+    assert svc.drafts is not None
+    try:
+        return await svc.drafts.org_list(canvas_id)
+    except TokenError as exc:
+        raise HTTPException(exc.status, exc.message) from None
 
 
 class ConsoleParticipant(BaseModel):
@@ -163,14 +173,14 @@ async def _change(
     )
     if p is None:
         raise HTTPException(404, "no such participant")
+    message: control.Control
     if removed:
-        svc.rooms.close_participant(
-            canvas_id, control.ParticipantRemoved(user_id), closecodes.FORBIDDEN
-        )
+        message, code = control.ParticipantRemoved(user_id), closecodes.FORBIDDEN
     else:
-        svc.rooms.close_participant(
-            canvas_id, control.RoleChanged(user_id), closecodes.ROLE_CHANGED
-        )
+        message, code = control.RoleChanged(user_id), closecodes.ROLE_CHANGED
+    svc.rooms.close_participant(canvas_id, message, code)
+    if svc.drafts is not None:  # their sockets in draft spaces close too, on every node
+        svc.drafts.close_participant(canvas_id, message, code, await _canvas_orgs(svc, canvas_id))
     names, online = await _room_view(svc, canvas_id)
     return _out(p, names, online - {user_id}, time.time())
 

@@ -169,6 +169,7 @@ async def put_draft_settings(
         NO_CANVAS,
         BODY,
         STORE_DOWN,
+        {409: {"model": ErrorOut, "description": "the canvas is frozen (unfreeze it first)"}},
         s403="token for another canvas, or not allowed to reveal these organizations' drafts "
         "(editors: only their own, and only when the canvas allows self-publishing)",
         s422="invalid body, or `orgs` names an organization the canvas does not have",
@@ -181,7 +182,9 @@ async def reveal(
     caller: Caller = Depends(canvas_caller),
 ) -> RevealOut:
     """Move drafts into the shared canvas with their ids, author and organization, as one
-    update (all of it or none, on every node), then out of the draft spaces."""
+    update (all of it or none, on every node), then out of the draft spaces; an automatic
+    version ("drafts revealed: …") keeps the canvas as the reveal left it. A frozen canvas
+    refuses it (409) and the drafts stay private."""
     spaces = _spaces(svc)
     record = await svc.store.get_canvas(canvas_id)
     if record is None:
@@ -206,6 +209,8 @@ async def reveal(
         result = await spaces.reveal(canvas_id, chosen, body.note_ids, caller.identity)
     except CanvasNotFound:
         raise HTTPException(404, "canvas not found") from None
+    except drafts.CanvasFrozen as exc:
+        raise HTTPException(409, str(exc)) from None
     except TokenError as exc:
         raise HTTPException(exc.status, exc.message) from None
     except CloseSession as exc:  # the store failed for the shared canvas or a draft space

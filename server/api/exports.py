@@ -3,8 +3,11 @@
 
 Any participant's token (facilitator, editor, viewer) may export what it can read; ``?version=``
 exports a saved version instead of the canvas now (the read-only view of a version). The shared
-canvas holds nothing private, so every reader gets the same file (``exports.board_from_json``
-says how an organization's own drafts join its members' exports). The files
+canvas holds nothing private, so every reader gets the same shared content; an export of the
+canvas now adds the reader's *own* organization's drafts (``DraftSpaces.readable_notes``:
+members their organization's, the facilitator every organization's only while the canvas
+gives them access to draft spaces), marked as drafts. A version's export has no drafts (they
+are not part of a version). The files
 are the pure functions of ``server/exports/``, so CI and the web client's menu get the same
 bytes. Rendering a picture costs tens of milliseconds of CPU, so the rendered formats are rate
 limited per client address (429) and run in a worker thread.
@@ -18,13 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from .. import versions
+from .. import closecodes, versions
+from ..auth import TokenError
 from ..canvas.export import doc_to_json
+from ..closecodes import CloseSession
 from ..exports import FORMATS, export
 from ..limits import AddressBuckets
 from ..store.base import CanvasNotFound
 from .deps import Caller, canvas_caller, require_canvas, services
-from .errors import NO_CANVAS, PARTICIPANT, RATE_LIMITED, VALIDATION, JSONRoute, declare
+from .errors import (
+    NO_CANVAS,
+    PARTICIPANT,
+    RATE_LIMITED,
+    VALIDATION,
+    ErrorOut,
+    JSONRoute,
+    declare,
+)
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -66,6 +79,25 @@ async def canvas_content(svc: Services, canvas_id: str, version_id: int | None) 
         raise HTTPException(404, "no such version of this canvas") from None
 
 
+async def own_drafts(svc: Services, canvas_id: str, caller: Caller) -> dict[str, Any] | None:
+    """The draft notes this caller's own export carries (None: none)."""
+    if svc.drafts is None:
+        return None
+    try:
+        return await svc.drafts.readable_notes(caller.identity, canvas_id) or None
+    except TokenError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    except CanvasNotFound:
+        raise HTTPException(404, "canvas not found") from None
+    except CloseSession as exc:  # loading a draft space needed the store
+        if exc.code == closecodes.NOT_FOUND:
+            raise HTTPException(404, "canvas not found") from None
+        raise HTTPException(503, "the store is unavailable; retry") from None
+
+
+STORE_DOWN = {503: {"model": ErrorOut, "description": "the store is unavailable; retry"}}
+
+
 def _content_spec(ext: str) -> dict[str, Any]:
     media = FORMATS[ext].split(";")[0]
     if ext == "json":
@@ -80,6 +112,7 @@ def _make_route(ext: str) -> None:
         PARTICIPANT,
         NO_CANVAS,
         VALIDATION,
+        STORE_DOWN,
         *((RATE_LIMITED,) if ext in RENDERED else ()),
         s404="no such canvas, or no such version of it",
     )
@@ -109,12 +142,13 @@ def _make_route(ext: str) -> None:
             "settings": record.settings,
             **({"version": version} if version is not None else {}),
         }
-        # The shared canvas holds nothing private; an organization's own drafts (a document
-        # of their own) would be passed here as ``drafts`` for its members' exports.
+        # The shared canvas holds nothing private; the reader's own organization's drafts (a
+        # document of their own) join this reader's export only.
+        drafts = await own_drafts(svc, canvas_id, caller) if version is None else None
         if ext in RENDERED:
-            body = await asyncio.to_thread(export, content, ext, None, info)
+            body = await asyncio.to_thread(export, content, ext, drafts, info)
         else:
-            body = export(content, ext, None, info)
+            body = export(content, ext, drafts, info)
         name = _filename(record.title + (f"-v{version}" if version else ""), ext)
         return Response(
             body,

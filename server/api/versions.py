@@ -95,6 +95,9 @@ class DiffOut(BaseModel):
     target: int | None  # None: the canvas now
     orgs: list[dict[str, Any]]
     totals: dict[str, int]
+    rounds_closed: list[dict[str, Any]] = Field(
+        default_factory=list, description="vote rounds closed in between, with their ranking"
+    )
 
 
 def _out(v: Version) -> VersionOut:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pycrdt import Doc, Map
 from pydantic import BaseModel, Field, field_validator
 
+from .. import versions
 from ..canvas import edits
 from ..room import Room
 from ..store.base import AuditEntry, Ballot, CanvasNotFound
@@ -447,10 +448,11 @@ async def close_round(
     caller: Caller = Depends(facilitator),
 ) -> RoundOut:
     """Close the round (read-only from now on) and reveal its tally; closing again rewrites the
-    same tally."""
+    same tally. The first close saves an automatic version ("vote round closed: <title>")."""
     async with _Canvas(svc, canvas_id) as room:
         _not_frozen(room)
-        if rounds.read(room.doc, round_id) is None:
+        before = rounds.read(room.doc, round_id)
+        if before is None:
             raise HTTPException(404, "no such round")
         ballots = await svc.store.close_round(canvas_id, round_id, time.time())
         if ballots is None:
@@ -461,6 +463,11 @@ async def close_round(
             lambda doc: rounds.write_close(doc, round_id, ballots, names, now_ms()),
             [_audit(canvas_id, caller, "close-round", round_id)],
         )
+        if before.status == "open":  # the first close: an automatic version of the result
+            title = before.config.title or round_id
+            await versions.save_automatic(
+                svc.store, canvas_id, room.doc, f"vote round closed: {title}"
+            )
         state = rounds.read(room.doc, round_id)
     assert state is not None
     return _round_out(state)

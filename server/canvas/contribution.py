@@ -51,6 +51,21 @@ def _votes(note: Mapping[str, Any]) -> int:
     return total
 
 
+def round_dots(rounds: Mapping[str, Any]) -> dict[str, int]:
+    """Note id -> dots from closed vote rounds (root ``rounds``: a round's ``tally`` is written
+    by the server when it closes; an open round's ballots are never in the document)."""
+    out: dict[str, int] = {}
+    for r in rounds.values():
+        if not isinstance(r, dict) or r.get("status") != "closed":
+            continue
+        for row in _dict(r.get("tally")).get("ranking") or []:
+            total = row.get("total") if isinstance(row, dict) else None
+            if isinstance(row, dict) and isinstance(row.get("note"), str):
+                if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+                    out[row["note"]] = out.get(row["note"], 0) + total
+    return out
+
+
 def _block(blocks: Mapping[str, Any], block: Any) -> dict[str, Any]:
     return _dict(blocks.get(block)) if isinstance(block, str) else {}
 
@@ -90,6 +105,7 @@ def contribution_map(canvas: Mapping[str, Any]) -> dict[str, Any]:
     notes = _dict(canvas.get("notes"))
     orgs = _dict(canvas.get("orgs"))
     marks = _dict(canvas.get("overlaps"))
+    dots = round_dots(_dict(canvas.get("rounds")))
 
     def kind_of(nid: Any) -> str | None:
         note = notes.get(nid) if isinstance(nid, str) else None
@@ -156,7 +172,8 @@ def contribution_map(canvas: Mapping[str, Any]) -> dict[str, Any]:
                 "kind": kind_of(nid),
                 "block": notes[nid].get("block"),
                 "text": _text(notes[nid]),
-                "votes": _votes(notes[nid]),
+                # the note's free votes plus its dots from closed rounds: gaps most-voted first
+                "votes": _votes(notes[nid]) + dots.get(nid, 0),
                 "cells": cells,
                 "orgs": addressing,
                 "essential": any(c["strength"] == "essential" for o in columns for c in cells[o]),

@@ -38,6 +38,17 @@ def _ref(nid: str, note: dict[str, Any]) -> dict[str, Any]:
     return {"id": nid, "block": note.get("block"), "text": _text(note)}
 
 
+def _comment(cid: str, c: dict[str, Any]) -> dict[str, Any]:
+    text, who = c.get("text"), c.get("author_name")
+    return {
+        "id": cid,
+        "note": c.get("note"),
+        "text": text if isinstance(text, str) else "",
+        "author_name": who if isinstance(who, str) else "",
+        "reply": isinstance(c.get("parent"), str),
+    }
+
+
 def _moved(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if a.get("block") != b.get("block"):
         return True
@@ -62,7 +73,8 @@ def diff(
     voter_orgs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``{"orgs": [{org, name, added, removed, edited, moved, votes, links_added,
-    links_removed}, …], "totals": {…}}``; organizations without changes are left out."""
+    links_removed, comments_added, comments_resolved}, …], "totals": {…}, "rounds_closed":
+    [{id, title, voters, ranking}, …]}``; organizations without changes are left out."""
     voter_orgs = voter_orgs or {}
     names = {
         oid: (o.get("name") if isinstance(o.get("name"), str) else oid)
@@ -84,6 +96,8 @@ def diff(
                     "votes",
                     "links_added",
                     "links_removed",
+                    "comments_added",
+                    "comments_resolved",
                 )
             },
         )
@@ -131,12 +145,48 @@ def diff(
     for lid in sorted(la.keys() - lb.keys()):
         group(_org(la[lid]))["links_removed"].append({"id": lid, **la[lid]})
 
+    # Comments under their author's organization (stamped from the token); a resolve under the
+    # comment's organization too (whoever resolved it: the document does not say).
+    ca, cb = _root(before, "comments"), _root(after, "comments")
+    for cid in sorted(cb.keys() - ca.keys()):
+        group(_org(cb[cid]))["comments_added"].append(_comment(cid, cb[cid]))
+    for cid in sorted(ca.keys() & cb.keys()):
+        if ca[cid].get("resolved") is not True and cb[cid].get("resolved") is True:
+            group(_org(cb[cid]))["comments_resolved"].append(_comment(cid, cb[cid]))
+    # Vote rounds that closed in between, with their results (not an organization's change).
+    ra, rb = _root(before, "rounds"), _root(after, "rounds")
+    rounds_closed = []
+    for rid in sorted(rb):
+        if rb[rid].get("status") == "closed" and ra.get(rid, {}).get("status") != "closed":
+            tally = rb[rid].get("tally")
+            tally = tally if isinstance(tally, dict) else {}
+            rounds_closed.append(
+                {
+                    "id": rid,
+                    "title": rb[rid].get("title") if isinstance(rb[rid].get("title"), str) else "",
+                    "voters": tally.get("voters", 0),
+                    "ranking": tally.get("ranking")
+                    if isinstance(tally.get("ranking"), list)
+                    else [],
+                }
+            )
+
     orgs = [
         {"org": oid, "name": names.get(oid, oid) if oid else "Facilitator", **changes}
         for oid, changes in sorted(groups.items())
     ]
     totals = {
         k: sum(len(g[k]) for g in groups.values())
-        for k in ("added", "removed", "edited", "moved", "votes", "links_added", "links_removed")
+        for k in (
+            "added",
+            "removed",
+            "edited",
+            "moved",
+            "votes",
+            "links_added",
+            "links_removed",
+            "comments_added",
+            "comments_resolved",
+        )
     }
-    return {"orgs": orgs, "totals": totals}
+    return {"orgs": orgs, "totals": totals, "rounds_closed": rounds_closed}

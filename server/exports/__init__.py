@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import report  # noqa: F401  (registers the report's closing Markdown sections)
 from .board import Board, board_from_json
 from .documents import to_csv, to_json, to_markdown
 from .render import svg_to_pdf, svg_to_png

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ..canvas import fit
+from . import results
 from .board import Board, Note
 
 EXPORT_FORMAT = "cocanvas-export"
@@ -25,6 +27,8 @@ def to_json(board: Board, canvas: dict[str, Any] | None = None) -> bytes:
     if canvas is not None:
         body["canvas"] = canvas
     body.update(board.raw)
+    # What the roots mean (contribution map, closed rounds' results, dots, comment counts).
+    body["report"] = results.report(board)
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
 
@@ -52,12 +56,14 @@ def _links_of(board: Board) -> dict[str, list[str]]:
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
-def _note_line(board: Board, n: Note) -> str:
+def _note_line(board: Board, n: Note, dots: int = 0) -> str:
     who = [f"**{md_escape(board.org_name(n.org) or 'no organization')}**"]
     if n.author_name:
         who.append(md_escape(n.author_name))
     if n.vote_count:
         who.append(f"{n.vote_count} vote{'s' if n.vote_count != 1 else ''}")
+    if dots and not n.draft:
+        who.append(f"{dots} dot{'s' if dots != 1 else ''} in closed rounds")
     draft = " *(draft)*" if n.draft else ""
     return f"- {md_escape(n.text) or '*(empty)*'}{draft} — {' · '.join(who)}"
 
@@ -73,32 +79,24 @@ def _links_section(board: Board) -> list[str]:
     if not isinstance(links, dict) or not links:
         return []
     text = {n.id: n.text for n in board.notes}
+    block_of = {n.id: n.block for n in board.notes}
+    blocks = board.raw.get("blocks") or {}
     out = []
     for _, link in sorted(links.items()):
         if isinstance(link, dict):
             a, b = str(link.get("from")), str(link.get("to"))
             if a in text and b in text:
-                kind = md_escape(str(link.get("kind") or "links to"))
+                # The kind follows from the two blocks (canvas/fit.py), never from the client.
+                kind = fit.link_kind(
+                    fit.block_kind(blocks, block_of[a]), fit.block_kind(blocks, block_of[b])
+                )
+                kind = md_escape(kind or "links to")
                 out.append(f"- {md_escape(text[a])} → *{kind}* → {md_escape(text[b])}")
     return out
 
 
-def _exchange_section(board: Board) -> list[str]:
-    arrows = board.extra.get("exchange")
-    if not isinstance(arrows, dict) or not arrows:
-        return []
-    out = []
-    for _, a in sorted(arrows.items()):
-        if isinstance(a, dict):
-            src = md_escape(board.org_name(str(a.get("from", ""))))
-            dst = md_escape(board.org_name(str(a.get("to", ""))))
-            kind = md_escape(str(a.get("kind", "")))
-            note = md_escape(str(a.get("note", "")))
-            out.append(f"- {src} → {dst}: {kind}" + (f" — {note}" if note else ""))
-    return out
-
-
 def to_markdown(board: Board) -> bytes:
+    dots = {} if not board.extra.get("rounds") else results.dots(board)
     lines = [f"# {md_escape(board.title)}", ""]
     if board.template:
         lines += [f"Template: {md_escape(board.template)}", ""]
@@ -113,14 +111,14 @@ def to_markdown(board: Board) -> bytes:
     for block in board.blocks:
         lines += [f"## {md_escape(block.title)}", ""]
         notes = board.notes_in(block.id)
-        lines += [_note_line(board, n) for n in notes] or ["*(no notes)*"]
+        lines += [_note_line(board, n, dots.get(n.id, 0)) for n in notes] or ["*(no notes)*"]
         lines.append("")
     stray = [n for n in board.notes if n.block not in known]
     if stray:
         lines += ["## Notes outside any block", ""]
-        lines += [_note_line(board, n) for n in stray]
+        lines += [_note_line(board, n, dots.get(n.id, 0)) for n in stray]
         lines.append("")
-    sections = [("Fit links", _links_section), ("Value exchange", _exchange_section)]
+    sections = [("Fit links", _links_section)]
     for title, render in sections + MARKDOWN_SECTIONS:
         body = render(board)
         if body:
@@ -140,6 +138,8 @@ CSV_COLUMNS = (
     "author",
     "votes",
     "linked_notes",
+    "comments",  # comments on the note (replies included)
+    "dots",  # dots the note received in closed vote rounds
 )
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): shown with a leading '.
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -156,6 +156,8 @@ def to_csv(board: Board) -> bytes:
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(CSV_COLUMNS)
     links = _links_of(board)
+    dots = results.dots(board)
+    counts = results.comment_counts(board)
     for n in board.notes:
         block = board.block(n.block)
         w.writerow(
@@ -171,6 +173,8 @@ def to_csv(board: Board) -> bytes:
                     n.author_name,
                     str(n.vote_count),
                     " ".join(links.get(n.id, [])),
+                    str(0 if n.draft else counts.get(n.id, 0)),
+                    str(0 if n.draft else dots.get(n.id, 0)),
                 )
             ]
         )

@@ -12,6 +12,8 @@ import re
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from ..canvas import fit
+from ..canvas.contribution import contribution_map
 from .board import Board, Note
 from .layout import Layout, PlacedBlock, Rect, layout
 
@@ -167,16 +169,60 @@ def _links(board: Board, lay: Layout, centres: dict[str, tuple[float, float]]) -
     return out
 
 
+EXCHANGE_HEAD_H = 44  # the value exchange panel's title
+EXCHANGE_ROW_H = 20
+EXCHANGE_MAX_ROWS = 60  # more arrows than this: the rest are in the other exports
+
+
+def _exchange(board: Board) -> list[dict[str, Any]]:
+    """The valid value exchange arrows (the contribution map's reading of root ``exchange``)."""
+    shared = {k: v for k, v in board.raw.items() if k != "drafts"}
+    arrows: list[dict[str, Any]] = contribution_map(shared)["exchange"]
+    return arrows[:EXCHANGE_MAX_ROWS]
+
+
+def _exchange_panel(
+    board: Board, arrows: list[dict[str, Any]], top: float, width: float
+) -> list[str]:
+    """The partners' value exchange as a list panel under the board: who gives what to whom."""
+    if not arrows:
+        return []
+    h = EXCHANGE_HEAD_H + EXCHANGE_ROW_H * len(arrows) + 12
+    out = [
+        '<g class="exchange">',
+        _rect(Rect(24, top, width - 48, h), fill="#fbfaf5", stroke="#37474f", stroke_width=2),
+        _text(36, top + 28, "Value exchange", font_size=16, font_weight="bold"),
+    ]
+
+    def name(org_id: str) -> tuple[str, str]:
+        if org_id == fit.CUSTOMER:
+            return "Customer", NEUTRAL
+        org = board.orgs.get(org_id)
+        return (org.name, color(org.color)) if org else (org_id, NEUTRAL)
+
+    for i, a in enumerate(arrows):
+        y = top + EXCHANGE_HEAD_H + 14 + i * EXCHANGE_ROW_H
+        (src, c), (dst, _) = name(a["from_org"]), name(a["to"])
+        out.append(_rect(Rect(36, y - 10, 10, 10), fill=c))
+        line = f"{src} → {dst}: {a['kind']}" + (f" — {a['note']}" if a["note"] else "")
+        out.append(_text(52, y, wrap(line, width - 100, 12, 1)[0], font_size=12))
+    out.append("</g>")
+    return out
+
+
 def to_svg(board: Board) -> bytes:
     lay = layout(board)
+    arrows = _exchange(board)
+    extra_h = EXCHANGE_HEAD_H + EXCHANGE_ROW_H * len(arrows) + 12 + 24 if arrows else 0
+    height = lay.height + extra_h
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width}" height="{lay.height}" '
-        f'viewBox="0 0 {lay.width} {lay.height}" font-family={quoteattr(FONT)}>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width}" height="{height}" '
+        f'viewBox="0 0 {lay.width} {height}" font-family={quoteattr(FONT)}>',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
         'markerHeight="8" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" '
         'fill="#37474f"/></marker></defs>',
-        _rect(Rect(0, 0, lay.width, lay.height), fill="#ffffff"),
+        _rect(Rect(0, 0, lay.width, height), fill="#ffffff"),
         _text(24, 50, board.title, font_size=26, font_weight="bold"),
     ]
     for panel in lay.panels:
@@ -224,5 +270,6 @@ def to_svg(board: Board) -> bytes:
         notes_svg.extend(_note(board, n, box))
     out.extend(notes_svg)
     out.extend(_links(board, lay, centres))
+    out.extend(_exchange_panel(board, arrows, lay.height, lay.width))
     out.append("</svg>")
     return ("\n".join(out) + "\n").encode("utf-8")

@@ -45,7 +45,11 @@ def test_download_every_export_from_the_menu(
         ("Charge overnight", "Acme Corp"),
         ("Fleet charging app", "Acme Corp"),
     ]
-    assert files["md"].decode().count("Charge overnight") == 1
+    md = files["md"].decode()
+    listing, cmap = md.split("\n## Contribution map\n")
+    assert listing.count("Charge overnight") == 1  # once block by block
+    gaps = cmap.split("**Gaps**")[1].split("**Overlaps**")[0]
+    assert "- Charge overnight" in gaps  # no partner helps with this job yet
     assert b">Fleet charging<" in files["svg"]  # wrapped onto two lines of the note
     assert b"Fleet charging app" in files["json"]
     assert ann.errors == []
