@@ -7,6 +7,7 @@ sizes (screenshots in artifacts/screenshots/whole-*.png)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -165,3 +166,45 @@ def test_invite_use_counts_follow_a_redeem(make_canvas: Any, open_page: Any) -> 
     # Bea's arrival refreshes the facilitator's list: no reload, no button.
     expect(row).to_contain_text("1 use ")
     assert fac.errors == []
+
+
+@pytest.mark.parametrize(
+    ("label", "width", "height"), [("desktop", 1440, 900), ("phone", 390, 844)]
+)
+def test_the_partner_canvas_with_every_panel_fits_the_screen(
+    make_canvas: Any, open_page: Any, screenshots_dir: Path, label: str, width: int, height: int
+) -> None:
+    _, fac, ann, pain, _ = linked_canvas(make_canvas, open_page, width=width, height=height)
+    for p in (ann, fac):
+        expect(p.locator("#workshop")).to_be_attached()
+        expect(p.locator("section.versions")).to_be_attached()
+    ann.screenshot(path=str(screenshots_dir / f"whole-{label}-board.png"))
+    drawer = ann.locator("button.drawer-toggle")
+    if drawer.is_visible():
+        drawer.click()
+        expect(ann.locator("#sidebar")).to_have_class(re.compile(r"\bopen\b"))
+    # The side panel (a drawer on the phone) lies on screen, and none of its panels is cut off
+    # at the side (wider than the panel column).
+    ann.wait_for_function(
+        """() => { const r = document.getElementById('sidebar').getBoundingClientRect();
+                 return r.left >= 0 && r.right <= innerWidth + 0.5 }"""
+    )
+    cut = ann.evaluate(
+        """() => [...document.querySelectorAll('#sidebar > .panel-side, #sidebar > div')]
+              .filter(el => el.offsetParent && el.scrollWidth > el.clientWidth + 1)
+              .map(el => el.className)"""
+    )
+    assert cut == []
+    ann.screenshot(path=str(screenshots_dir / f"whole-{label}-panels.png"))
+    if drawer.is_visible():
+        drawer.click()
+    ann.get_by_role("button", name="Fit & value exchange").click()
+    expect(ann.locator("table.contribution-map")).to_be_visible()
+    # The fit view opens under the board, not instead of it; its own content scrolls.
+    board_h = ann.locator("#board").evaluate("el => el.getBoundingClientRect().height")
+    assert board_h >= height * 0.3, board_h
+    view = ann.locator("#fit-view")
+    view.locator("#fit-links").scroll_into_view_if_needed()
+    expect(view.locator("#fit-links li[data-link-id]")).to_be_in_viewport()
+    ann.screenshot(path=str(screenshots_dir / f"whole-{label}-fit.png"))
+    assert ann.errors == [] and fac.errors == []
