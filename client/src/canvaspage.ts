@@ -627,7 +627,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     // Same block order as Tab on the board, so both views read alike.
     const order = this.board.blockOrder.length ? this.board.blockOrder : allBlocks(this.cdoc)
     renderOutline(this.outlineEl, buildOutline(order, allNotes(this.cdoc), allOrgs(this.cdoc)))
-    this.outlineEl.append(this.fit.outlineSection)
+    this.outlineEl.append(this.fit.outline())
   }
 
   private renderPresence(): void {

@@ -169,7 +169,8 @@ export class FitView {
     const onChange = (): void => {
       this.cached = null
       this.frames.request()
-      this.renderOutlineLinks()
+      // The outline's list of links is written only while the outline shows it.
+      if (this.outlineSection.isConnected) this.renderOutlineLinks()
       if (!this.el.hidden) this.renderPanels()
     }
     const maps = [this.f.links, this.f.exchange, this.f.overlaps, host.cdoc.notes, host.cdoc.blocks, host.cdoc.orgs]
@@ -426,6 +427,12 @@ export class FitView {
     this.renderExchange()
     if (this.fetchTimer) clearTimeout(this.fetchTimer)
     this.fetchTimer = setTimeout(() => void this.refreshMap(), 150)
+  }
+
+  /** The outline's "Fit links" section, up to date (the page appends it when the outline opens). */
+  outline(): HTMLElement {
+    this.renderOutlineLinks()
+    return this.outlineSection
   }
 
   private renderOutlineLinks(): void {
