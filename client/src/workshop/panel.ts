@@ -121,6 +121,7 @@ export class WorkshopPanel {
   /** Rendering scans every note (dots, comment counts, the note picker): once a frame, not once per edit. */
   private readonly frames = new FrameScheduler(() => this.render())
   private noteOptionsSig = ''
+  private followSig = ''
   private awareness: Awareness | null = null
   // timer
   private readonly timerLabel = h('div', { class: 'muted', id: 'ws-timer-label' })
@@ -575,14 +576,19 @@ export class WorkshopPanel {
   private renderFollowChoices(): void {
     if (!this.awareness) return
     const chosen = this.followSelect.value
-    const opts = [h('option', { value: '' }, 'nobody')]
+    const choices: Array<[string, string]> = [['', 'nobody']]
     for (const [cid, st] of this.awareness.getStates()) {
       if (cid === this.awareness.clientID) continue
       const user = (st as { user?: { name?: string; orgName?: string } }).user
       if (!user?.name) continue
       const following = (st as { following?: string | null }).following
-      opts.push(h('option', { value: String(cid) }, `${user.name}${user.orgName ? ` (${user.orgName})` : ''}${following ? ` — following ${following}` : ''}`))
+      choices.push([String(cid), `${user.name}${user.orgName ? ` (${user.orgName})` : ''}${following ? ` — following ${following}` : ''}`])
     }
+    // Awareness changes with every cursor move (many a second): rebuild only when the people do.
+    const sig = JSON.stringify(choices)
+    if (sig === this.followSig) return
+    this.followSig = sig
+    const opts = choices.map(([value, label]) => h('option', { value }, label))
     this.followSelect.replaceChildren(...opts)
     this.followSelect.value = opts.some((o) => o.value === chosen) ? chosen : ''
   }
