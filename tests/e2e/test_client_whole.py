@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import Canvas
-from .ui import add_note, block, note, wait_connected
+from .ui import add_note, block, note, note_text, wait_connected
 
 pytestmark = pytest.mark.e2e
 
@@ -142,7 +142,42 @@ def test_a_frozen_canvas_is_read_only_on_every_board_and_says_why(
     note(ann, reliever).focus()
     ann.keyboard.press("Enter")
     expect(note(ann, reliever).locator("textarea")).to_be_editable()
+    # Deleting a linked note says first that the server removes its link and undo will not
+    # bring that back.
+    ann.keyboard.press("Escape")
+    ann.keyboard.press("Delete")
+    dialog = ann.get_by_role("dialog")
+    expect(dialog).to_contain_text(
+        "Its fit link goes too: undo brings back the note, not the link."
+    )
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(ann.locator(f'line.fit-line[data-to="{pain}"]')).to_have_count(1)
     assert ann.errors == [] and fac.errors == []
+
+
+def test_leaving_with_edits_still_pending_asks_first(make_canvas: Any, open_page: Any) -> None:
+    canvas: Canvas = make_canvas("business-model")
+    page = open_page(canvas, canvas.facilitator_token)
+    wait_connected(page)
+    add_note(page, "key-partners", "saved")
+    expect(page.locator("#connection-status")).to_have_attribute("data-pending", "0")
+    asked: list[str] = []
+    page.on("dialog", lambda d: asked.append(d.type))
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)  # nothing pending: no question, the page goes
+    assert asked == []
+
+    page = open_page(canvas, canvas.facilitator_token)
+    wait_connected(page)
+    page.context.set_offline(True)
+    expect(page.locator("#connection-status")).not_to_have_attribute("data-state", "connected")
+    kept = add_note(page, "key-partners", "not yet sent")
+    expect(page.locator("#connection-status")).not_to_have_attribute("data-pending", "0")
+    with page.expect_event("dialog") as info:
+        page.close(run_before_unload=True)
+    assert info.value.type == "beforeunload"
+    info.value.dismiss()  # the person stays, the edit with them
+    expect(note_text(page, kept)).to_have_value("not yet sent")
 
 
 def test_invite_use_counts_follow_a_redeem(make_canvas: Any, open_page: Any) -> None:
