@@ -402,9 +402,14 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide))
     const onResize = (): void => this.board.resized()
     window.addEventListener('resize', onResize)
+    // The board also changes size without the window: the fit view opening under it, the
+    // block picker appearing. The view re-fits (unless the person moved it) as on a resize.
+    const boardSize = new ResizeObserver(onResize)
+    boardSize.observe(this.board.el)
     this.cleanups.push(() => {
       awareness.off('change', onAwareness)
       clearInterval(ticker)
+      boardSize.disconnect()
       window.removeEventListener('resize', onResize)
       this.board.destroy()
     })

@@ -238,6 +238,14 @@ def test_the_partner_canvas_with_every_panel_fits_the_screen(
     # The fit view opens under the board, not instead of it; its own content scrolls.
     board_h = ann.locator("#board").evaluate("el => el.getBoundingClientRect().height")
     assert board_h >= height * 0.3, board_h
+    if label == "desktop":
+        # …and the board re-fits to the smaller space: the whole canvas is still in view.
+        ann.wait_for_function(
+            """() => { const b = document.getElementById('board').getBoundingClientRect();
+                     return [...document.querySelectorAll('.board-world > .panel')].every(p => {
+                       const r = p.getBoundingClientRect();
+                       return r.top >= b.top - 1 && r.bottom <= b.bottom + 1 }) }"""
+        )
     view = ann.locator("#fit-view")
     view.locator("#fit-links").scroll_into_view_if_needed()
     expect(view.locator("#fit-links li[data-link-id]")).to_be_in_viewport()
