@@ -2,7 +2,8 @@
 """Web client benchmark (not a test, not timed in CI): what one remote edit costs the browser.
 
 A real server, Debian's Chromium through Playwright, a canvas with 200 notes from three
-organizations, 30 live cursors (real y-websocket clients sending awareness) and one remote
+organizations, 20 fit links between them (``--links``: Key Partners -> Key Resources, drawn
+over the board), 30 live cursors (real y-websocket clients sending awareness) and one remote
 text edit every 100 ms. Measured in the page while the edits run:
 
 * frame time: requestAnimationFrame deltas (p50 / p95 / max), and, from Chromium's performance
@@ -100,7 +101,7 @@ def main_thread_tasks(trace: bytes) -> list[float]:
     ]
 
 
-async def run(dist: Path, edits: int, cursors: int, notes: int) -> dict[str, Any]:
+async def run(dist: Path, edits: int, cursors: int, notes: int, links: int) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="client-bench-"))
@@ -140,6 +141,25 @@ async def run(dist: Path, edits: int, cursors: int, notes: int) -> dict[str, Any
                         "created_at": 1_700_000_000_000 + i,
                     }
                 )
+        # Fit links (canvas/fit.py), once the notes they join exist: a key partner (i % 9 == 0)
+        # provides the key resource two notes on (i % 9 == 2), so edits reach their ends too.
+        pairs = [(f"n{k * 9}", f"n{k * 9 + 2}", orgs[(k * 9) % 3]) for k in range(notes // 9)]
+        with seeder.doc.transaction():
+            links_root = seeder.doc.get("links", type=Map)
+            for k, (a, b, org) in enumerate(pairs[:links]):
+                links_root[f"l{k}"] = Map(
+                    {
+                        "from": a,
+                        "to": b,
+                        "kind": "provides",
+                        "strength": "essential" if k % 2 else "nice-to-have",
+                        "org": org,
+                        "author": "u0",
+                        "author_name": "Person 0",
+                        "created_at": 1_700_000_000 + k,
+                    }
+                )
+        links = min(links, len(pairs))
 
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -156,6 +176,11 @@ async def run(dist: Path, edits: int, cursors: int, notes: int) -> dict[str, Any
                 f"document.querySelectorAll('.note').length >= {notes}", timeout=30_000
             )
             await page.wait_for_selector('#connection-status[data-state="connected"]')
+            if links:
+                await page.wait_for_function(
+                    f"document.querySelectorAll('svg.fit-overlay line.fit-line').length >= {links}",
+                    timeout=30_000,
+                )
 
             for k in range(cursors):
                 c = await YClient(
@@ -232,6 +257,7 @@ async def run(dist: Path, edits: int, cursors: int, notes: int) -> dict[str, Any
 
         return {
             "notes": notes,
+            "links": links,
             "cursors": cursors,
             "edits": edits,
             "frame_ms_p50": round(pct(frames, 50), 2),
@@ -266,9 +292,13 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=100)
     ap.add_argument("--cursors", type=int, default=30)
     ap.add_argument("--notes", type=int, default=200)
+    ap.add_argument("--links", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    out = {"label": args.label, **asyncio.run(run(args.dist, args.edits, args.cursors, args.notes))}
+    out = {
+        "label": args.label,
+        **asyncio.run(run(args.dist, args.edits, args.cursors, args.notes, args.links)),
+    }
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -102,6 +102,9 @@ export class Board {
   private current = ''
   /** Counters for the client benchmark and tests: how much work remote edits cause. */
   readonly stats = { flushes: 0, notesUpdated: 0, blocksRepacked: 0 }
+  /** Layers other features draw in canvas coordinates (fit links): kept across rebuilds. */
+  private readonly layers: Element[] = []
+  private readonly layoutListeners = new Set<() => void>()
 
   constructor(private readonly host: BoardHost) {
     this.world = h('div', { class: 'board-world' })
@@ -167,6 +170,37 @@ export class Board {
     return this.viewport.onChange(fn)
   }
 
+  /**
+   * Notes were placed, resized or the canvas laid out again. Not called for pan or zoom:
+   * anything drawn in a world layer moves with the world's transform for free.
+   */
+  onLayout(fn: () => void): () => void {
+    this.layoutListeners.add(fn)
+    return () => this.layoutListeners.delete(fn)
+  }
+
+  private laidOut(): void {
+    for (const fn of this.layoutListeners) fn()
+  }
+
+  /** Put a layer inside the board's world, above the notes, drawn in canvas coordinates. */
+  addWorldLayer(el: Element): void {
+    this.layers.push(el)
+    this.world.append(el)
+  }
+
+  /** A note's box as shown (not focused), in canvas coordinates: no layout is read. */
+  noteBox(id: string): Rect | undefined {
+    const r = this.noteRect(id)
+    return r ? { ...r, h: this.heightOf(id) } : undefined
+  }
+
+  /** Bring a note into view (the board's own pan, never the browser's scrollIntoView). */
+  revealNote(id: string): void {
+    const r = this.noteRect(id)
+    if (r) this.viewport.ensureVisible(r)
+  }
+
   /** Structure changed (blocks, orgs, meta) or first render: rebuild if needed, then every note. */
   render(): void {
     const cdoc = this.host.cdoc
@@ -205,7 +239,7 @@ export class Board {
     this.order = readingOrder(panels)
     this.el.dataset.template = String(this.host.cdoc.meta.get('template') ?? '')
     const nodes = panels.map((p) => this.renderPanel(p))
-    this.world.replaceChildren(...nodes)
+    this.world.replaceChildren(...nodes, ...this.layers)
     for (const view of this.notes.values()) view.el.remove()
     this.navSelect.replaceChildren(...this.order.map((b) => h('option', { value: b.id }, b.title)))
     if (!this.blocks.has(this.current)) this.current = this.order[0]?.id ?? ''
@@ -412,6 +446,7 @@ export class Board {
       const view = this.blocks.get(id)
       if (view) setAttr(view.section, 'aria-label', blockLabel(view.info, this.members.get(id)?.size ?? 0))
     }
+    if (touched.size && !grew) this.laidOut()
   }
 
   /** Geometry from the panels and the packed heights; only rectangles that moved are written. */
@@ -455,6 +490,7 @@ export class Board {
       queueMicrotask(() => this.initialView())
     }
     this.frames.cursors(() => this.renderView())
+    this.laidOut()
   }
 
   /** Once a frame after the view or the layout changed: cursors and the overview. */
@@ -639,11 +675,6 @@ export class Board {
   focusBlock(id: string): void {
     const v = this.blocks.get(id) ?? (this.order[0] ? this.blocks.get(this.order[0].id) : undefined)
     v?.section.focus({ preventScroll: true })
-  }
-
-  private revealNote(id: string): void {
-    const r = this.noteRect(id)
-    if (r) this.viewport.ensureVisible(r)
   }
 
   private noteRect(id: string): Rect | undefined {

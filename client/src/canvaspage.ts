@@ -21,6 +21,7 @@ import { chooseDialog, confirmDialog } from './dialogs'
 import { DraftsPanel, RevealWatcher, draftBanner, draftOrg, draftParams, draftsWsBase, type DraftMode } from './drafts'
 import { h, setAttr, setText } from './dom'
 import { FitView } from './fitview'
+import { fitDoc, readLinks } from './fitmodel'
 import { InvitePanel } from './invites'
 import { allBlocks, allNotes, allOrgs, canvasDoc, orgLabel, type BlockInfo, type NoteInfo } from './model'
 import { addNote, deleteNote, moveNote, setBlockLock } from './notes'
@@ -30,7 +31,7 @@ import { canEdit, decodeClaims, isExpired, loadToken, mayAddTo, mayEditNote, typ
 import { toast } from './toast'
 import { WorkshopPanel } from './workshop/panel'
 import { VersionsPanel } from './versions'
-import { explainRefusal, showWhy, whyReadOnly } from './why'
+import { FROZEN, explainRefusal, showWhy, whyReadOnly } from './why'
 
 export function wsBase(loc: Pick<Location, 'protocol' | 'host'> = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`
@@ -127,8 +128,8 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.meEl = meEl
     this.undoBtn = h('button', { type: 'button', class: 'btn', disabled: true, 'aria-keyshortcuts': 'Control+Z', title: 'Undo (Ctrl+Z)' }, '↶ Undo')
     this.redoBtn = h('button', { type: 'button', class: 'btn', disabled: true, 'aria-keyshortcuts': 'Control+Shift+Z', title: 'Redo (Ctrl+Shift+Z)' }, '↷ Redo')
-    this.undoBtn.addEventListener('click', () => this.undo.undo())
-    this.redoBtn.addEventListener('click', () => this.undo.redo())
+    this.undoBtn.addEventListener('click', () => this.undoRedo('undo'))
+    this.redoBtn.addEventListener('click', () => this.undoRedo('redo'))
     const outlineToggle = h('button', { type: 'button', class: 'btn', 'aria-pressed': 'false', 'aria-controls': 'outline' }, 'Outline view')
     // Zoom: the board's viewport API, also on the keyboard (= / - / 0 on the board).
     const zoomOut = h('button', { type: 'button', class: 'btn btn-icon zoom-out', title: 'Zoom out (-)', 'aria-label': 'Zoom out' }, '−')
@@ -183,7 +184,17 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.loadingEl = h('p', { class: 'loading', role: 'status' }, 'Loading the canvas…')
     const boardWrap = h('main', { id: 'main', class: 'board-wrap', 'aria-label': 'Canvas' }, this.board.navEl, this.loadingEl, this.board.el)
     // Fit across partners (fitview.ts): links drawn over the board, the contribution map, the value exchange.
-    this.fit = new FitView({ cdoc: this.cdoc, origin: LOCAL, canvasId, token, me, boardWrap, protectNotes: () => this.protectNotes(), refused: (m) => this.refused(m) })
+    this.fit = new FitView({
+      cdoc: this.cdoc,
+      origin: LOCAL,
+      canvasId,
+      token,
+      me,
+      board: this.board,
+      protectNotes: () => this.protectNotes(),
+      frozen: () => this.frozen(),
+      refused: (m) => this.refused(m),
+    })
     this.cleanups.push(() => this.fit.destroy())
     // The workshop panel (workshop/panel.ts) runs the shared canvas, not a draft space.
     this.workshop = drafts
@@ -270,6 +281,28 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.cdoc.notes.observeDeep(onNotes)
     this.cdoc.orgs.observeDeep(rerender)
     this.cdoc.meta.observe(rerender)
+    // A frozen canvas (the workshop stage, written by the server) is read-only for everyone:
+    // the board re-renders its notes and blocks as such; other stage changes leave it alone.
+    const stageMap = doc.getMap('stage')
+    let wasFrozen = false
+    const onStage = (): void => {
+      const now = this.frozen()
+      if (now === wasFrozen) return
+      wasFrozen = now
+      this.board.el.toggleAttribute('data-frozen', now)
+      this.render()
+      if (now) this.announcer.say(FROZEN)
+    }
+    stageMap.observe(onStage)
+    this.cleanups.push(() => stageMap.unobserve(onStage))
+    // Leaving with edits the server has not confirmed loses them: the browser asks first.
+    const onBeforeUnload = (e: BeforeUnloadEvent): void => {
+      if (this.pending.value <= 0) return
+      e.preventDefault()
+      e.returnValue = ''
+    }
+    window.addEventListener('beforeunload', onBeforeUnload)
+    this.cleanups.push(() => window.removeEventListener('beforeunload', onBeforeUnload))
     this.cleanups.push(() => {
       this.cdoc.blocks.unobserveDeep(rerender)
       this.cdoc.notes.unobserveDeep(onNotes)
@@ -369,9 +402,14 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.cleanups.push(() => window.removeEventListener('pagehide', onPageHide))
     const onResize = (): void => this.board.resized()
     window.addEventListener('resize', onResize)
+    // The board also changes size without the window: the fit view opening under it, the
+    // block picker appearing. The view re-fits (unless the person moved it) as on a resize.
+    const boardSize = new ResizeObserver(onResize)
+    boardSize.observe(this.board.el)
     this.cleanups.push(() => {
       awareness.off('change', onAwareness)
       clearInterval(ticker)
+      boardSize.disconnect()
       window.removeEventListener('resize', onResize)
       this.board.destroy()
     })
@@ -385,10 +423,10 @@ class LiveCanvas implements CanvasPage, BoardHost {
       const k = e.key.toLowerCase()
       if (k === 'z' && !e.shiftKey) {
         e.preventDefault()
-        this.undo.undo()
+        this.undoRedo('undo')
       } else if ((k === 'z' && e.shiftKey) || k === 'y') {
         e.preventDefault()
-        this.undo.redo()
+        this.undoRedo('redo')
       }
     }
     document.addEventListener('keydown', onKey, true)
@@ -409,6 +447,21 @@ class LiveCanvas implements CanvasPage, BoardHost {
     return this.me.role === 'facilitator'
   }
 
+  /** The facilitator froze the canvas (stage.frozen): no one changes it until it is unfrozen. */
+  private frozen(): boolean {
+    return this.cdoc.doc.getMap('stage').get('frozen') === true
+  }
+
+  /** Undo and redo write to the canvas too: refused at once while it is frozen. */
+  private undoRedo(which: 'undo' | 'redo'): void {
+    if (this.frozen()) {
+      this.refused(FROZEN)
+      return
+    }
+    if (which === 'undo') this.undo.undo()
+    else this.undo.redo()
+  }
+
   private protectNotes(): boolean {
     return this.cdoc.meta.get('protect_notes') === true
   }
@@ -416,11 +469,11 @@ class LiveCanvas implements CanvasPage, BoardHost {
   canAddTo(block: BlockInfo): boolean {
     // Same rule as the server's policy: editors add anywhere, including a partner's value map,
     // except into locked blocks; protect_notes only guards editing existing notes.
-    return mayAddTo(this.me, block)
+    return !this.frozen() && mayAddTo(this.me, block)
   }
 
   canEditNote(note: NoteInfo, block: BlockInfo | undefined): boolean {
-    return mayEditNote(this.me, note, block, this.protectNotes())
+    return !this.frozen() && mayEditNote(this.me, note, block, this.protectNotes())
   }
 
   refused(message: string): void {
@@ -428,7 +481,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
   }
 
   explainReadOnly(note: NoteInfo, block: BlockInfo | undefined, anchor: HTMLElement): void {
-    const why = whyReadOnly(note, { me: this.me, protectNotes: this.protectNotes(), org: orgLabel(allOrgs(this.cdoc), note.org), block })
+    const why = whyReadOnly(note, { me: this.me, protectNotes: this.protectNotes(), org: orgLabel(allOrgs(this.cdoc), note.org), block, frozen: this.frozen() })
     if (!why) return
     showWhy(anchor, why.who, why.why)
     this.announcer.say(`${why.who}. ${why.why}`)
@@ -444,7 +497,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const block = this.board.blockInfo(blockId)
     if (!block) return
     if (!this.canAddTo(block)) {
-      this.refused(block.lockedBy ? `${block.title} is locked.` : `You cannot add notes to ${block.title}.`)
+      this.refused(this.frozen() ? FROZEN : block.lockedBy ? `${block.title} is locked.` : `You cannot add notes to ${block.title}.`)
       return
     }
     const org = this.myOrg()
@@ -466,7 +519,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const target = this.board.blockInfo(blockId)
     if (!view || !target) return
     if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block)) || !this.canAddTo(target)) {
-      this.refused(target.lockedBy ? `${target.title} is locked.` : `You cannot move this note to ${target.title}.`)
+      this.refused(this.frozen() ? FROZEN : target.lockedBy ? `${target.title} is locked.` : `You cannot move this note to ${target.title}.`)
       return
     }
     const crossing = view.note.block !== blockId
@@ -480,15 +533,19 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const view = this.board.noteView(noteId)
     if (!view) return
     if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block))) {
-      this.refused('You cannot delete this note.')
+      this.refused(this.frozen() ? FROZEN : 'You cannot delete this note.')
       return
     }
     const blockId = view.note.block
-    void confirmDialog(`Delete the note “${excerpt(view.note.text, 60)}”?`, 'Delete note').then((ok) => {
+    // The server removes the links that end at a deleted note (other partners' too), and undo
+    // brings back only this person's own change, the note: say so before, not after.
+    const links = readLinks(fitDoc(this.cdoc.doc)).filter((l) => l.from === noteId || l.to === noteId).length
+    const linkWords = links ? ` Its ${links === 1 ? 'fit link goes' : `${links} fit links go`} too: undo brings back the note, not ${links === 1 ? 'the link' : 'the links'}.` : ''
+    void confirmDialog(`Delete the note “${excerpt(view.note.text, 60)}”?${linkWords}`, 'Delete note').then((ok) => {
       if (!ok) return
       deleteNote(this.cdoc, noteId, LOCAL)
       this.undo.stopCapturing()
-      this.announcer.say('Note deleted. Ctrl+Z brings it back.')
+      this.announcer.say(links ? 'Note and its links deleted. Ctrl+Z brings the note back, without its links.' : 'Note deleted. Ctrl+Z brings it back.')
       this.board.focusBlock(blockId)
     })
   }
@@ -497,7 +554,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     const view = this.board.noteView(noteId)
     if (!view) return
     if (!this.canEditNote(view.note, this.board.blockInfo(view.note.block))) {
-      this.refused('You cannot move this note.')
+      this.refused(this.frozen() ? FROZEN : 'You cannot move this note.')
       return
     }
     const choices = this.board.blockOrder.map((b) => ({
@@ -575,7 +632,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     // Same block order as Tab on the board, so both views read alike.
     const order = this.board.blockOrder.length ? this.board.blockOrder : allBlocks(this.cdoc)
     renderOutline(this.outlineEl, buildOutline(order, allNotes(this.cdoc), allOrgs(this.cdoc)))
-    this.outlineEl.append(this.fit.outlineSection)
+    this.outlineEl.append(this.fit.outline())
   }
 
   private renderPresence(): void {
@@ -602,6 +659,7 @@ class LiveCanvas implements CanvasPage, BoardHost {
     this.board.setPeers(peers, editorsByNote(peers))
     const change = this.tracker.update(people, Date.now())
     for (const u of change.joined) this.presenceNews(`${personLabel(u, orgs)} joined`)
+    if (change.joined.length) this.invitePanel?.joinedSomeone()
     for (const u of change.left) this.presenceNews(`${personLabel(u, orgs)} left`)
     setText(this.drawerBtn, `People (${people.length})`)
   }

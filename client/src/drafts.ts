@@ -169,7 +169,16 @@ export class DraftsPanel {
       this.controls,
     )
     void this.refresh()
-    this.timer = setInterval(() => void this.refresh(), POLL_MS)
+    // The counts are a number per organization over HTTP: polled while the tab is seen (every
+    // participant polls, so hidden tabs must not), and fetched at once when it is seen again.
+    this.timer = setInterval(() => {
+      if (!document.hidden) void this.refresh()
+    }, POLL_MS)
+    document.addEventListener('visibilitychange', this.onVisible)
+  }
+
+  private readonly onVisible = (): void => {
+    if (!document.hidden) void this.refresh()
   }
 
   setOrgs(orgs: Map<string, OrgView>): void {
@@ -234,5 +243,6 @@ export class DraftsPanel {
 
   destroy(): void {
     if (this.timer) clearInterval(this.timer)
+    document.removeEventListener('visibilitychange', this.onVisible)
   }
 }

@@ -1,6 +1,7 @@
-// Fit across partners on the canvas page: lines between linked notes (an overlay drawn from the
-// notes' on-screen boxes, so it follows whatever layout, zoom or scroll the board has), handles
-// to drag a link from, "L" on a focused note to link from the keyboard, and a view with the
+// Fit across partners on the canvas page: lines between linked notes (drawn in canvas
+// coordinates inside the board's world from the board's own note boxes, so pan and zoom move
+// them with the world's transform and nothing reads layout; redrawn, once a frame at most, only
+// when a link, an end note or the layout changes), handles to drag a link from, "L" on a focused note to link from the keyboard, and a view with the
 // contribution map (from the server), the partners' value exchange and the list of links.
 import './fit.css'
 import * as Y from 'yjs'
@@ -33,6 +34,8 @@ import {
   type LinkInfo,
   type Strength,
 } from './fitmodel'
+import type { Board } from './board'
+import { FrameScheduler } from './frame'
 import { allBlocks, allNotes, allOrgs, orgLabel, type CanvasDoc, type NoteInfo } from './model'
 import { mayEditNote, type Claims } from './session'
 
@@ -42,8 +45,10 @@ export interface FitHost {
   readonly canvasId: string
   readonly token: string
   readonly me: Claims
-  readonly boardWrap: HTMLElement
+  readonly board: Board
   protectNotes(): boolean
+  /** The facilitator froze the canvas: no new links from anyone. */
+  frozen(): boolean
   refused(message: string): void
 }
 
@@ -103,7 +108,9 @@ export class FitView {
   private readonly highlight = new Set<string>()
   private highlightRow: string | null = null
   private signature = ''
-  private raf = 0
+  private readonly frames: FrameScheduler
+  /** Overlay redraws, for tests and the client benchmark: idle pans and zooms cost none. */
+  readonly stats = { draws: 0 }
   private dragging = false
   private fetchSeq = 0
   private fetchTimer: ReturnType<typeof setTimeout> | null = null
@@ -143,29 +150,46 @@ export class FitView {
       }
     })
 
-    // The overlay: fixed to the viewport, clipped to the board, never in the way of the pointer.
-    this.overlay = svg('svg', { class: 'fit-overlay', 'aria-hidden': 'true' })
+    // The overlay lives in the board's world (canvas units; the board clips it), never in the
+    // way of the pointer; the handles sit in a layer above it, sized against the zoom.
+    this.overlay = svg('svg', { class: 'fit-overlay', 'aria-hidden': 'true', 'data-draws': 0 })
     const defs = svg('defs')
     const marker = svg('marker', { id: 'fit-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' })
     marker.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', fill: 'context-stroke' }))
-    const clip = svg('clipPath', { id: 'fit-clip' })
-    clip.append(svg('rect', { id: 'fit-clip-rect', x: 0, y: 0, width: 0, height: 0 }))
-    defs.append(marker, clip)
-    this.lineLayer = svg('g', { 'clip-path': 'url(#fit-clip)' })
+    defs.append(marker)
+    this.lineLayer = svg('g')
     this.dragLine = svg('line', { class: 'fit-drag', visibility: 'hidden' })
     this.overlay.append(defs, this.lineLayer, this.dragLine)
     this.handleLayer = h('div', { class: 'fit-handles' })
-    document.body.append(this.overlay, this.handleLayer)
+    host.board.addWorldLayer(this.overlay)
+    host.board.addWorldLayer(this.handleLayer)
+    this.frames = new FrameScheduler(() => this.draw())
+    this.cleanups.push(() => this.frames.cancel())
 
     const onChange = (): void => {
-      this.signature = ''
       this.cached = null
-      this.renderOutlineLinks()
+      this.frames.request()
+      // The outline's list of links is written only while the outline shows it.
+      if (this.outlineSection.isConnected) this.renderOutlineLinks()
       if (!this.el.hidden) this.renderPanels()
     }
     const maps = [this.f.links, this.f.exchange, this.f.overlaps, host.cdoc.notes, host.cdoc.blocks, host.cdoc.orgs]
     for (const m of maps) m.observeDeep(onChange)
-    this.cleanups.push(() => maps.forEach((m) => m.unobserveDeep(onChange)))
+    // protect_notes and the workshop stage decide who may link from where (the handles).
+    const onMeta = (): void => {
+      this.frames.request()
+      if (!this.el.hidden) this.renderPanels()
+    }
+    const stageMap = host.cdoc.doc.getMap('stage')
+    host.cdoc.meta.observeDeep(onMeta)
+    stageMap.observeDeep(onMeta)
+    this.cleanups.push(() => {
+      maps.forEach((m) => m.unobserveDeep(onChange))
+      host.cdoc.meta.unobserveDeep(onMeta)
+      stageMap.unobserveDeep(onMeta)
+    })
+    // A note moved or grew, or the canvas was laid out again: the ends may have moved.
+    this.cleanups.push(host.board.onLayout(() => this.frames.request()))
 
     const onKey = (e: KeyboardEvent): void => {
       if (e.key.toLowerCase() !== 'l' || e.ctrlKey || e.metaKey || e.altKey) return
@@ -177,12 +201,7 @@ export class FitView {
     document.addEventListener('keydown', onKey)
     this.cleanups.push(() => document.removeEventListener('keydown', onKey))
 
-    const frame = (): void => {
-      this.raf = requestAnimationFrame(frame)
-      this.drawIfMoved()
-    }
-    this.raf = requestAnimationFrame(frame)
-    this.cleanups.push(() => cancelAnimationFrame(this.raf))
+    this.frames.request()
     this.renderOutlineLinks()
   }
 
@@ -202,35 +221,31 @@ export class FitView {
   }
 
   private noteEl(id: string): HTMLElement | null {
-    return this.host.boardWrap.querySelector<HTMLElement>(`.note[data-note-id="${CSS.escape(id)}"]`)
-  }
-
-  private boxOf(id: string): Box | null {
-    const el = this.noteEl(id)
-    if (!el) return null
-    const r = el.getBoundingClientRect()
-    return r.width || r.height ? { x: r.left, y: r.top, w: r.width, h: r.height } : null
+    return this.host.board.noteView(id)?.el ?? null
   }
 
   // --- the overlay ------------------------------------------------------------------------
 
-  private drawIfMoved(): void {
-    if (this.dragging) return
+  /** Redraw (scheduled once a frame by the changes above); the board's boxes, no layout read. */
+  private draw(): void {
+    if (this.dragging) return // drawn again when the drag ends
     const { notes, blocks, links, orgs } = this.state()
     const protect = this.host.protectNotes()
-    const from = [...notes.values()].filter((n) => mayLinkFrom(this.host.me, n, blocks.get(n.block), protect))
+    const from = this.host.frozen() ? [] : [...notes.values()].filter((n) => mayLinkFrom(this.host.me, n, blocks.get(n.block), protect))
     const ids = new Set<string>([...links.flatMap((l) => [l.from, l.to]), ...from.map((n) => n.id), ...this.highlight])
     const boxes = new Map<string, Box>()
     for (const id of ids) {
-      const b = this.boxOf(id)
+      const b = this.host.board.noteBox(id)
       if (b) boxes.set(id, b)
     }
-    const wrap = this.host.boardWrap.getBoundingClientRect()
-    const sig = JSON.stringify([[wrap.left, wrap.top, wrap.width, wrap.height], [...boxes], links, [...this.highlight], from.map((n) => n.id)])
+    const geom = this.host.board.geometry
+    const sig = JSON.stringify([[geom.width, geom.height], [...boxes], links, [...this.highlight], from.map((n) => n.id)])
     if (sig === this.signature) return
     this.signature = sig
-    const clipRect = this.overlay.querySelector('#fit-clip-rect')
-    if (clipRect) for (const [k, v] of Object.entries({ x: wrap.left, y: wrap.top, width: wrap.width, height: wrap.height })) clipRect.setAttribute(k, String(v))
+    this.stats.draws++
+    this.overlay.setAttribute('data-draws', String(this.stats.draws))
+    this.overlay.setAttribute('width', String(Math.max(1, geom.width)))
+    this.overlay.setAttribute('height', String(Math.max(1, geom.height)))
 
     const out: SVGElement[] = []
     for (const l of links) {
@@ -265,17 +280,14 @@ export class FitView {
       if (b) out.push(svg('rect', { class: 'fit-ring', x: b.x - 4, y: b.y - 4, width: b.w + 8, height: b.h + 8, rx: 8, 'data-note-id': id }))
     }
     this.lineLayer.replaceChildren(...out)
-    this.placeHandles(from, boxes, wrap)
+    this.placeHandles(from, boxes)
   }
 
-  private placeHandles(from: NoteInfo[], boxes: Map<string, Box>, wrap: DOMRect): void {
+  private placeHandles(from: NoteInfo[], boxes: Map<string, Box>): void {
     const keep = new Set<string>()
     for (const n of from) {
       const b = boxes.get(n.id)
       if (!b) continue
-      const x = b.x + b.w - 2
-      const y = b.y + b.h / 2
-      if (x < wrap.left || x > wrap.right || y < wrap.top || y > wrap.bottom) continue
       keep.add(n.id)
       let btn = this.handles.get(n.id)
       if (!btn) {
@@ -283,8 +295,11 @@ export class FitView {
         this.handles.set(n.id, btn)
         this.handleLayer.append(btn)
       }
-      btn.style.left = `${x - 8}px`
-      btn.style.top = `${y - 8}px`
+      // Canvas units; the CSS centres the handle on this point at a constant screen size.
+      const left = `${b.x + b.w - 2}px`
+      const top = `${b.y + b.h / 2}px`
+      if (btn.style.left !== left) btn.style.left = left
+      if (btn.style.top !== top) btn.style.top = top
     }
     for (const [id, btn] of this.handles) {
       if (keep.has(id)) continue
@@ -307,11 +322,14 @@ export class FitView {
       e.preventDefault()
       btn.setPointerCapture(e.pointerId)
       const start = { x: e.clientX, y: e.clientY }
+      const vp = this.host.board.viewport
+      const from = vp.toCanvas(e.clientX, e.clientY)
       let moved = false
       this.dragging = true
       const move = (ev: PointerEvent): void => {
         if (Math.abs(ev.clientX - start.x) + Math.abs(ev.clientY - start.y) > 4) moved = true
-        for (const [k, v] of Object.entries({ x1: start.x, y1: start.y, x2: ev.clientX, y2: ev.clientY })) this.dragLine.setAttribute(k, String(v))
+        const to = vp.toCanvas(ev.clientX, ev.clientY)
+        for (const [k, v] of Object.entries({ x1: from.x, y1: from.y, x2: to.x, y2: to.y })) this.dragLine.setAttribute(k, String(v))
         this.dragLine.setAttribute('visibility', moved ? 'visible' : 'hidden')
       }
       const up = (ev: PointerEvent): void => {
@@ -320,6 +338,7 @@ export class FitView {
         btn.removeEventListener('pointercancel', up)
         this.dragging = false
         this.dragLine.setAttribute('visibility', 'hidden')
+        this.frames.request()
         if (ev.type === 'pointercancel') return
         if (!moved) {
           void this.linkFromKeyboard(noteId)
@@ -341,6 +360,10 @@ export class FitView {
   // --- making links -----------------------------------------------------------------------
 
   private link(fromId: string, toId: string, strength: Strength): void {
+    if (this.host.frozen()) {
+      this.host.refused('The facilitator froze the canvas: no new links until it is unfrozen.')
+      return
+    }
     const { notes, blocks, links } = this.state()
     const a = notes.get(fromId)
     const b = notes.get(toId)
@@ -361,6 +384,10 @@ export class FitView {
     const { notes, blocks, links } = this.state()
     const from = notes.get(noteId)
     const block = from ? blocks.get(from.block) : undefined
+    if (this.host.frozen()) {
+      this.host.refused('The facilitator froze the canvas: no new links until it is unfrozen.')
+      return
+    }
     if (!from || !mayLinkFrom(this.host.me, from, block, this.host.protectNotes())) {
       this.host.refused('You cannot link from this note: links start at your own products, pain relievers or gain creators.')
       return
@@ -402,6 +429,12 @@ export class FitView {
     this.fetchTimer = setTimeout(() => void this.refreshMap(), 150)
   }
 
+  /** The outline's "Fit links" section, up to date (the page appends it when the outline opens). */
+  outline(): HTMLElement {
+    this.renderOutlineLinks()
+    return this.outlineSection
+  }
+
   private renderOutlineLinks(): void {
     const { notes, links, orgs } = this.state()
     this.outlineList.replaceChildren(
@@ -421,7 +454,7 @@ export class FitView {
     this.linksEl.replaceChildren(
       ...links.map((l) => {
         const li = h('li', { 'data-link-id': l.id }, h('span', { class: 'org-tag', style: `--c:${orgs.get(l.org)?.color ?? NEUTRAL_COLOR}` }, orgLabel(orgs, l.org).name), ' ', this.linkLabel(l, notes))
-        if (mayChangeLink(this.host.me, l, protect)) {
+        if (mayChangeLink(this.host.me, l, protect) && !this.host.frozen()) {
           const other: Strength = l.strength === 'essential' ? 'nice-to-have' : 'essential'
           const flip = h('button', { type: 'button', class: 'btn btn-small' }, other === 'essential' ? 'Make essential' : 'Make nice to have')
           flip.addEventListener('click', () => setStrength(this.f, l.id, other, this.host.origin))
@@ -456,7 +489,7 @@ export class FitView {
         opt.selected = named(n.id) === id
         select.append(opt)
       }
-      select.disabled = !mayEditNote(this.host.me, n, blocks.get(n.block), protect)
+      select.disabled = this.host.frozen() || !mayEditNote(this.host.me, n, blocks.get(n.block), protect)
       select.addEventListener('change', () => {
         this.host.cdoc.doc.transact(() => entry(n.id)?.set('partner_org', select.value), this.host.origin)
       })
@@ -477,7 +510,7 @@ export class FitView {
 
   private renderMap(map: ContributionMap): void {
     const texts = new Map(map.rows.map((r) => [r.note, r.text]))
-    const facilitator = this.host.me.role === 'facilitator'
+    const facilitator = this.host.me.role === 'facilitator' && !this.host.frozen()
     const head = h('tr', {}, h('th', { scope: 'col' }, 'Customer'), ...map.organizations.map((o) => h('th', { scope: 'col', style: `--c:${o.color || NEUTRAL_COLOR}` }, o.name)), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'On the board')))
     const body = map.rows.map((r) => {
       const status =
@@ -530,9 +563,9 @@ export class FitView {
     } else {
       this.highlightRow = row
       for (const n of [row, ...notes]) this.highlight.add(n)
-      this.noteEl(row)?.scrollIntoView({ block: 'nearest', inline: 'nearest' })
+      this.host.board.revealNote(row)
     }
-    this.signature = ''
+    this.frames.request()
     for (const btn of this.mapEl.querySelectorAll<HTMLButtonElement>('tr[data-row] button')) {
       btn.setAttribute('aria-pressed', String(btn.closest('tr')?.dataset.row === this.highlightRow))
     }
@@ -597,7 +630,7 @@ export class FitView {
       { class: 'exchange-list' },
       ...arrows.map((a) => {
         const li = h('li', { 'data-arrow-id': a.id }, this.arrowLabel(a, orgs))
-        if (mayChangeArrow(this.host.me, a)) {
+        if (mayChangeArrow(this.host.me, a) && !this.host.frozen()) {
           const del = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Remove arrow: ${this.arrowLabel(a, orgs)}` }, 'Remove')
           del.addEventListener('click', () => removeEntry(this.f.exchange, a.id, this.host.origin))
           li.append(' ', del)
@@ -616,7 +649,7 @@ export class FitView {
 
   private arrowForm(ids: string[]): HTMLElement | null {
     const me = this.host.me
-    if (me.role === 'viewer' || (me.role === 'editor' && !ids.includes(me.org))) return null
+    if (this.host.frozen() || me.role === 'viewer' || (me.role === 'editor' && !ids.includes(me.org))) return null
     const orgs = allOrgs(this.host.cdoc)
     const fromSel = h('select', { id: 'arrow-from' }, ...ids.map((id) => h('option', { value: id }, orgLabel(orgs, id).name)))
     if (me.role !== 'facilitator') {

@@ -41,6 +41,7 @@ export class InvitePanel {
   private readonly noOrgHint: HTMLElement
   private invites: Invite[] = []
   private orgs = new Map<string, OrgView>()
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor(
     private readonly canvasId: string,
@@ -102,12 +103,17 @@ export class InvitePanel {
         }
       })()
     })
+    // Use counts change when someone redeems a link: the page refreshes the list when a new
+    // person joins (joinedSomeone), and this button does it by hand.
+    const refreshBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'invites-refresh' }, 'Refresh use counts')
+    refreshBtn.addEventListener('click', () => void this.refresh())
     this.el = h(
       'section',
       { class: 'panel-side invites', 'aria-labelledby': 'invites-heading' },
       h('h2', { id: 'invites-heading' }, 'Invite links'),
       form,
       this.list,
+      refreshBtn,
       orgForm,
     )
     void this.refresh()
@@ -141,6 +147,16 @@ export class InvitePanel {
     } catch (e) {
       toast(`Could not create the invite: ${e instanceof ApiError ? e.detail : String(e)}`, 'error')
     }
+  }
+
+  /** A person new to this canvas joined: most likely through one of these links. */
+  joinedSomeone(): void {
+    if (this.refreshTimer) return
+    // Several joins at once (a workshop starting) cost one request.
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null
+      void this.refresh()
+    }, 300)
   }
 
   async refresh(): Promise<void> {
@@ -177,7 +193,7 @@ export class InvitePanel {
       const revokeBtn = h('button', { type: 'button', class: 'btn btn-small btn-danger', disabled: inv.revoked }, inv.revoked ? 'Revoked' : 'Revoke')
       revokeBtn.setAttribute('aria-label', `Revoke invite link for ${org}, ${inv.role}`)
       revokeBtn.addEventListener('click', () => void this.revoke(inv))
-      const uses = inv.max_uses === null ? `${inv.uses} uses` : `${inv.uses}/${inv.max_uses} uses`
+      const uses = inv.max_uses === null ? `${inv.uses} ${inv.uses === 1 ? 'use' : 'uses'}` : `${inv.uses}/${inv.max_uses} uses`
       return h(
         'li',
         { class: inv.revoked ? 'invite revoked' : 'invite', 'data-invite-id': inv.id },

@@ -154,18 +154,21 @@ export class PresenceTracker {
     const next = new Map<string, PresenceUser>()
     for (const p of people) if (!p.self) next.set(p.user.id, p.user)
     const joined: PresenceUser[] = []
-    if (this.connected && now >= this.settleUntil) {
+    if (this.connected) {
+      // While settling, arrivals are the people already here (no joins announced), but someone
+      // seen and then gone is a real leave: it waits out the grace period like any other.
+      const settled = now >= this.settleUntil
       for (const [id, u] of next) {
         if (this.pendingLeaves.delete(id)) continue
-        if (!this.known.has(id)) joined.push(u)
+        if (settled && !this.known.has(id)) joined.push(u)
       }
       for (const [id, u] of this.known) {
         if (!next.has(id) && !this.pendingLeaves.has(id)) this.pendingLeaves.set(id, { user: u, at: now })
       }
+      this.known = next
     } else {
       this.pendingLeaves.clear()
     }
-    if (this.connected) this.known = next
     return { joined, left: this.tick(now).left }
   }
 

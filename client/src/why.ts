@@ -10,16 +10,20 @@ export interface WhyContext {
   protectNotes: boolean
   org: OrgView
   block: BlockInfo | undefined
+  /** The workshop stage says frozen (server/workshop/stage.py): read-only for everyone. */
+  frozen?: boolean
 }
 
 const VIEWER = 'You joined as a viewer: you can follow along but not change the canvas.'
 const PROTECTED = (org: string): string => `Protected by ${org}: on this canvas each organization changes only its own notes.`
+export const FROZEN = 'The facilitator froze the canvas: it is read-only for everyone until it is unfrozen.'
 const LOCKED = (block: string): string => `${block} is locked by the facilitator.`
 
 /** Whose the note is, and why this person may not change it; null when they may. */
 export function whyReadOnly(note: NoteInfo, ctx: WhyContext): { who: string; why: string } | null {
   const who = `${note.authorName || 'Someone'} · ${ctx.org.name}`
   if (ctx.me.role !== 'editor' && ctx.me.role !== 'facilitator') return { who, why: VIEWER }
+  if (ctx.frozen) return { who, why: FROZEN }
   if (ctx.me.role === 'facilitator') return null
   if (ctx.block?.lockedBy) return { who, why: LOCKED(ctx.block.title) }
   if (ctx.protectNotes && note.org !== ctx.me.org) return { who, why: PROTECTED(ctx.org.name) }
@@ -34,6 +38,7 @@ export function explainRefusal(reason: string, blockTitle: (id: string) => strin
   const r = reason.trim()
   const say = (words: string): string => `Your change was not accepted and has been undone. ${words}`
   if (r === 'viewers cannot change the canvas') return say(VIEWER)
+  if (r.startsWith('the canvas is frozen')) return say(FROZEN)
   if (r === 'this note belongs to another organization') return say('That note is protected by its organization: on this canvas each organization changes only its own notes.')
   const locked = /^block (.+) is locked$/.exec(r)
   if (locked?.[1]) return say(LOCKED(blockTitle(locked[1]) ?? locked[1]))

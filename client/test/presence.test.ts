@@ -57,6 +57,22 @@ describe('PresenceTracker', () => {
     expect(t.tick(10_000).left).toEqual([])
   })
 
+  it('announces a leave that happens during the settle period (after the grace period)', () => {
+    const t = new PresenceTracker(3000, 1500)
+    t.setConnected(true, 0)
+    expect(t.update(people('me', 'ann', 'bo'), 100).joined).toEqual([])
+    expect(t.update(people('me', 'bo'), 800)).toEqual({ joined: [], left: [] })
+    expect(t.tick(3000).left).toEqual([])
+    expect(t.tick(3800).left.map((u) => u.name)).toEqual(['ann'])
+    // …and one who comes back within the grace period, even while settling, is not news.
+    const u = new PresenceTracker(3000, 1500)
+    u.setConnected(true, 0)
+    u.update(people('me', 'ann'), 100)
+    u.update(people('me'), 200)
+    expect(u.update(people('me', 'ann'), 1000).joined).toEqual([])
+    expect(u.tick(10_000).left).toEqual([])
+  })
+
   it('does not announce everyone leaving when this page loses its connection', () => {
     const t = new PresenceTracker(3000, 1000)
     t.setConnected(true, 0)

@@ -9,6 +9,7 @@
 import * as Y from 'yjs'
 import type { Awareness } from 'y-protocols/awareness'
 import { h, setAttr, setText } from '../dom'
+import { FrameScheduler } from '../frame'
 import type { Claims } from '../session'
 import { toast } from '../toast'
 import { WorkshopApi } from './api'
@@ -117,6 +118,10 @@ export class WorkshopPanel {
   private readonly stage: Y.Map<unknown>
   private readonly comments: Y.Map<unknown>
   private readonly cleanups: Array<() => void> = []
+  /** Rendering scans every note (dots, comment counts, the note picker): once a frame, not once per edit. */
+  private readonly frames = new FrameScheduler(() => this.render())
+  private noteOptionsSig = ''
+  private followSig = ''
   private awareness: Awareness | null = null
   // timer
   private readonly timerLabel = h('div', { class: 'muted', id: 'ws-timer-label' })
@@ -163,7 +168,8 @@ export class WorkshopPanel {
     this.comments = doc.getMap('comments')
     this.el = h('div', { class: 'workshop-panel', id: 'workshop' }, this.frozenBanner, this.timerSection(), this.voteSection(), this.commentSection(), this.followSection(), this.facilitator ? this.consoleSection() : null)
 
-    const render = (): void => this.render()
+    const render = (): void => this.frames.request()
+    this.cleanups.push(() => this.frames.cancel())
     for (const m of [this.rounds, this.timers, this.stage, this.comments, doc.getMap('notes'), doc.getMap('blocks')]) {
       m.observeDeep(render)
       this.cleanups.push(() => m.unobserveDeep(render))
@@ -474,8 +480,14 @@ export class WorkshopPanel {
     const counts = this.counts()
     const notes = [...this.doc.getMap('notes').keys()].sort()
     const chosen = this.noteSelect.value
-    this.noteSelect.replaceChildren(h('option', { value: '' }, 'Choose a note…'), ...notes.map((id) => h('option', { value: id }, `${noteText(this.doc, id).slice(0, 40)} (${counts.get(id) ?? 0})`)))
-    this.noteSelect.value = notes.includes(chosen) ? chosen : ''
+    const labels = notes.map((id) => `${noteText(this.doc, id).slice(0, 40)} (${counts.get(id) ?? 0})`)
+    const sig = JSON.stringify([notes, labels])
+    if (sig !== this.noteOptionsSig) {
+      // Rebuilt only when a label changes (typing in a note's first 40 characters), not per edit.
+      this.noteOptionsSig = sig
+      this.noteSelect.replaceChildren(h('option', { value: '' }, 'Choose a note…'), ...notes.map((id, i) => h('option', { value: id }, labels[i] ?? id)))
+      this.noteSelect.value = notes.includes(chosen) ? chosen : ''
+    }
     const all = Object.entries(plain<CommentDoc>(this.comments))
     const mine = all.filter(([, c]) => c.note === this.noteSelect.value).sort((a, b) => (a[1].created_at ?? 0) - (b[1].created_at ?? 0))
     const item = (id: string, c: CommentDoc, depth: number): HTMLElement =>
@@ -564,14 +576,19 @@ export class WorkshopPanel {
   private renderFollowChoices(): void {
     if (!this.awareness) return
     const chosen = this.followSelect.value
-    const opts = [h('option', { value: '' }, 'nobody')]
+    const choices: Array<[string, string]> = [['', 'nobody']]
     for (const [cid, st] of this.awareness.getStates()) {
       if (cid === this.awareness.clientID) continue
       const user = (st as { user?: { name?: string; orgName?: string } }).user
       if (!user?.name) continue
       const following = (st as { following?: string | null }).following
-      opts.push(h('option', { value: String(cid) }, `${user.name}${user.orgName ? ` (${user.orgName})` : ''}${following ? ` — following ${following}` : ''}`))
+      choices.push([String(cid), `${user.name}${user.orgName ? ` (${user.orgName})` : ''}${following ? ` — following ${following}` : ''}`])
     }
+    // Awareness changes with every cursor move (many a second): rebuild only when the people do.
+    const sig = JSON.stringify(choices)
+    if (sig === this.followSig) return
+    this.followSig = sig
+    const opts = choices.map(([value, label]) => h('option', { value }, label))
     this.followSelect.replaceChildren(...opts)
     this.followSelect.value = opts.some((o) => o.value === chosen) ? chosen : ''
   }
