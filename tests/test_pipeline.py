@@ -143,3 +143,70 @@ async def test_a_late_joiner_is_never_served_what_is_not_durable(tmp_path: Path)
         doc: Doc = Doc()
         doc.apply_update(step2[0].payload)
         assert "late" in doc.get("notes", type=Map)
+
+
+async def test_a_flood_of_large_frames_waits_for_the_store_instead_of_piling_up(
+    tmp_path: Path,
+) -> None:
+    """A hostile sender cannot make the room hold unbounded undurable bytes: once
+    MAX_IN_FLIGHT_BYTES are in flight, its next frame is not taken until the oldest are released,
+    and nobody sees any of it before it is durable."""
+    from server.pipeline import MAX_IN_FLIGHT_BYTES
+
+    async with canvas_rooms(tmp_path) as [room]:
+        ann = Client("ann", ANN, 7005, room)
+        fac = Client("fac", FAC, 7006, room)
+        await ann.connect()
+        await fac.connect()
+        await fac.pump()
+        fac.session.inbox.clear()
+        big = "x" * (1 << 20)
+        frames = []
+        for i in range(12):  # 12 MiB offered against an 8 MiB bound
+            update = ann.local(
+                lambda d, i=i: d.get("notes", type=Map).__setitem__(
+                    f"big{i:02}", Map({"block": "gains", "text": Text(big)})
+                )
+            )
+            assert update is not None
+            frames.append(protocol.sync_update(update))
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(60)
+            conn.rollback()
+            conn.close()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        taken = 0
+        blocked: asyncio.Future[None] | None = None
+        try:
+            assert locked.wait(10)
+            for frame in frames:
+                blocked = asyncio.ensure_future(room.receive(ann.session, frame))
+                # Taken at once while under the bound; past it, parked on the pipeline.
+                for _ in range(1_000):
+                    if blocked.done() or room.pipeline._space is not None:
+                        break
+                    await asyncio.sleep(0)
+                if not blocked.done():
+                    break
+                blocked.result()
+                taken += 1
+            assert blocked is not None and not blocked.done()  # the sender is held back
+            assert taken < len(frames)
+            assert room.pipeline._bytes <= MAX_IN_FLIGHT_BYTES + len(frames[0])
+            assert _note_ids_in_order(fac.session.inbox) == []  # nothing before durable
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await asyncio.wait_for(blocked, 30)
+        for frame in frames[taken + 1 :]:
+            await room.receive(ann.session, frame)
+        await asyncio.wait_for(room.pipeline.drained(), 30)
+        assert _note_ids_in_order(fac.session.inbox) == [f"big{i:02}" for i in range(12)]
+        assert not ann.closes
