@@ -24,6 +24,7 @@ from . import closecodes
 from .auth import TokenError
 from .closecodes import CloseSession
 from .limits import ConnectionLimiter
+from .pipeline import MAX_IN_FLIGHT_BYTES
 from .room import Room, spawn
 from .rooms import Rooms
 from .session import ROLE_EDITOR, Identity, Session
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from .services import Services
 
 log = logging.getLogger("cocanvas.ws")
-# A send backlog above COCANVAS_SEND_QUEUE_MAX_BYTES for this long (or above 4x it at once)
-# closes the connection with 1013.
+# A send backlog above COCANVAS_SEND_QUEUE_MAX_BYTES for this long (or, at once, above 4x it
+# plus twice a room's bytes in flight) closes the connection with 1013.
 SLOW_READER_GRACE_S = 1.0
 
 Scope = MutableMapping[str, Any]
@@ -57,6 +58,9 @@ class WebSocketSession(Session):
         self._transport = transport
         self._max_backlog = max_backlog_bytes
         self._over_since: float | None = None
+        # Past this at once, no grace: above the largest burst one release can hand a reader
+        # (a room's bytes in flight, plus the one frame that crossed that bound).
+        self._hard_backlog = 4 * max_backlog_bytes + 2 * MAX_IN_FLIGHT_BYTES
         self._closed = False
 
     @property
@@ -73,7 +77,7 @@ class WebSocketSession(Session):
             now = time.monotonic()
             if self._over_since is None:
                 self._over_since = now
-            elif now - self._over_since > SLOW_READER_GRACE_S or backlog > 4 * self._max_backlog:
+            elif now - self._over_since > SLOW_READER_GRACE_S or backlog > self._hard_backlog:
                 self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
                 return
         else:
