@@ -245,7 +245,14 @@ class PolicyGate(UpdateGate):
 
     # -- admission ----------------------------------------------------------------------------
 
-    def admit(self, room: Room, session: Session, update: bytes, adds: bool = True) -> Admitted:
+    def admit(
+        self,
+        room: Room,
+        session: Session,
+        update: bytes,
+        adds: bool = True,
+        roots: frozenset[str] | None = None,
+    ) -> Admitted:
         if self.room is not room:  # e.g. the room rebuilt its doc without us
             self.detach(room)
             self.attach(room)
@@ -261,7 +268,9 @@ class PolicyGate(UpdateGate):
             self._recording = False
         changes = self._changes
         self._changes = []
-        new_roots = self._new_roots()
+        # Listing the document's roots builds a wrapper per root: only when the update may
+        # have created one.
+        new_roots = [] if roots is not None and roots <= self._known_roots else self._new_roots()
         if not changes and not new_roots and not self._unknown_touched:
             # Nothing observable changed; an update without new structs then changed nothing
             # at all (deletes of deleted items): nothing to store or relay.

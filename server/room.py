@@ -92,9 +92,18 @@ class UpdateGate:
 
     ``adds`` is False when the update brings no new structs (only deletes): the gate then
     returns ``Admitted(None)`` if it changed nothing, so nothing is stored or relayed for it.
+    ``roots`` names every root the update's structs name as their parent (None: not known):
+    a root the document lacks can only appear through one of those.
     """
 
-    def admit(self, room: Room, session: Session, update: bytes, adds: bool = True) -> Admitted:
+    def admit(
+        self,
+        room: Room,
+        session: Session,
+        update: bytes,
+        adds: bool = True,
+        roots: frozenset[str] | None = None,
+    ) -> Admitted:
         if adds:
             room.doc.apply_update(update)
             return Admitted(update)
@@ -111,6 +120,11 @@ class UpdateGate:
 
     def detach(self, room: Room) -> None:
         """Called when the room unloads: release every subscription."""
+
+
+def _root_names(parsed: yupdate.Update) -> frozenset[str]:
+    """The roots an update's structs name as their parent: the only roots it can create."""
+    return frozenset(s.parent for s in parsed.structs if type(s.parent) is str)
 
 
 def merge_updates(parts: list[bytes]) -> bytes:
@@ -404,7 +418,9 @@ class Room(BrokerListener):
                 return True
         # From the verdict to the apply nothing awaits: the verdict holds for this document.
         try:
-            admitted = self.gate.admit(self, session, update, adds=bool(verdict.runs))
+            admitted = self.gate.admit(
+                self, session, update, adds=bool(verdict.runs), roots=_root_names(parsed)
+            )
         except CloseSession:
             raise
         except BaseException as exc:
