@@ -342,7 +342,14 @@ class PolicyGate(UpdateGate):
             doc.get(name, type=Map)  # leave it cast the way its observer expects
 
     def refuse_all(self, room: Room, session: Session) -> str | None:
-        return stage.frozen_reason(room.doc)
+        # Asked for every update: the mirror answers without a document read (the server writes
+        # the flag; its observer marked the entry dirty, so bring just that root up to date).
+        if self.room is not room:
+            return stage.frozen_reason(room.doc)
+        dirty = self._dirty["stage"]
+        if dirty:
+            self._refresh({"stage": dirty})
+        return stage.frozen_reason_of(self.mirror["stage"])
 
     def protect_notes(self) -> bool:
         value = self.mirror["meta"].get("protect_notes")

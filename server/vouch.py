@@ -167,9 +167,21 @@ class Vouch:
 
     def _ensure(self, parsed: y.Update) -> None:
         """Index, from the document, every unindexed client this update builds on."""
-        if not self._unindexed:
+        unindexed = self._unindexed
+        if not unindexed:
             return
-        wanted = {c for c in _referenced(parsed) if c in self._unindexed}
+        # Inline rather than via _referenced: this runs for every update the room receives.
+        wanted: set[int] = set()
+        for s in parsed.structs:
+            if s.client in unindexed:
+                wanted.add(s.client)
+            o, r, p = s.origin, s.right, s.parent
+            if o is not None and o[0] in unindexed:
+                wanted.add(o[0])
+            if r is not None and r[0] in unindexed:
+                wanted.add(r[0])
+            if type(p) is tuple and p[0] in unindexed:
+                wanted.add(p[0])
         while wanted:
             if self._source is None:
                 raise RuntimeError("unindexed clients and no document to read them from")

@@ -32,6 +32,11 @@ def frozen_reason(doc: Doc) -> str | None:
     return FROZEN_REASON if root(doc).get("frozen") is True else None
 
 
+def frozen_reason_of(entries: dict[str, Any]) -> str | None:
+    """The same, from a plain copy of the root (the policy's mirror: no document read)."""
+    return FROZEN_REASON if entries.get("frozen") is True else None
+
+
 def is_frozen(doc: Doc) -> bool:
     return root(doc).get("frozen") is True
 
