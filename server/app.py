@@ -31,6 +31,7 @@ from .config import Settings
 from .limits import AddressBuckets
 from .policy import PolicyGate
 from .rooms import Rooms
+from .runtime import HeapKeeper, LoopLag
 from .services import Services
 from .store import open_store
 
@@ -119,6 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.addresses = AddressBuckets(settings.rate_messages_per_s * 4, settings.rate_burst_s)
         services.connections = AddressBuckets(settings.rate_connections_per_s, 5.0)
         app.state.services = services
+        lag = LoopLag()
+        lag.start()
+        heap = HeapKeeper(settings.gc_freeze_s) if settings.gc_freeze_s > 0 else None
+        if heap is not None:
+            heap.start()
+        services.metrics.heap, services.metrics.lag = heap, lag
         log.info(
             "cocanvas node %s ready: store=%s broker=%s",
             broker.node_id,
@@ -128,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            lag.stop()
+            if heap is not None:
+                heap.stop()
             await draft_rooms.close_all()
             await rooms.close_all()
             await broker.close()

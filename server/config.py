@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # (the first update after a quiet period goes out at once).
     awareness_tick_ms: float = 5.0
 
+    # The cyclic collector (server/runtime.py): freeze the heap this often so automatic
+    # collections walk only what is new, and run the full ones here, rarely. 0: CPython's own.
+    gc_freeze_s: float = Field(default=10.0, ge=0)
+
     # Compaction thresholds: merge the update log into a snapshot past either.
     compact_updates: int = 500
     compact_bytes: int = 1024 * 1024

@@ -26,6 +26,7 @@ from .store.base import HistogramStats
 
 if TYPE_CHECKING:
     from .broker.base import Broker
+    from .runtime import HeapKeeper, LoopLag
     from .store.base import Store
 
 
@@ -39,6 +40,8 @@ class Metrics:
         self.store: Store | None = None
         self.broker: Broker | None = None
         self.rooms: Any = None  # server.rooms.Rooms: len() and .loads
+        self.heap: HeapKeeper | None = None
+        self.lag: LoopLag | None = None
         self.registry.register(_StatsCollector(self))
 
     def watch(self, store: Store | None, broker: Broker | None, rooms: Any = None) -> None:
@@ -75,10 +78,39 @@ class _StatsCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
 
+    def _runtime(self) -> Iterator[Metric]:
+        lag = self._m.lag
+        if lag is not None:
+            yield _histogram(
+                "cocanvas_event_loop_lag_seconds",
+                "How late a timer armed every 100 ms fired: what every frame waits when busy",
+                lag.stats,
+            )
+            yield _gauge("cocanvas_event_loop_lag_max_seconds", "Largest lag since start", lag.max)
+        heap = self._m.heap
+        if heap is not None:
+            h = heap.stats
+            yield _counter(
+                "cocanvas_gc_full_collections",
+                "Full cyclic collections the node ran itself (server/runtime.py)",
+                h.full_collections,
+            )
+            yield _counter(
+                "cocanvas_gc_full_seconds",
+                "Total pause of those full collections (every canvas of the node waits)",
+                h.full_seconds,
+            )
+            yield _gauge(
+                "cocanvas_gc_frozen_objects",
+                "Objects in the permanent generation after the last freeze",
+                h.frozen_objects,
+            )
+
     def describe(self) -> Iterable[Metric]:
         return []  # names vary with what is watched; never collect at registration
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._runtime()
         rooms = self._m.rooms
         if rooms is not None:
             yield _gauge("cocanvas_rooms", "Canvases loaded on this node", len(rooms))

@@ -56,6 +56,8 @@ COUNTERS = (
     "cocanvas_broker_reconnects_total",
     "cocanvas_broker_disconnects_total",
     "cocanvas_broker_dropped_total",
+    "cocanvas_gc_full_collections_total",
+    "cocanvas_gc_full_seconds_total",
 )
 GAUGES = (
     "cocanvas_sessions",
@@ -65,8 +67,14 @@ GAUGES = (
     "cocanvas_store_failed",
     "cocanvas_broker_connected",
     "cocanvas_broker_peers",
+    "cocanvas_event_loop_lag_max_seconds",
+    "cocanvas_gc_frozen_objects",
 )
-HISTOGRAMS = ("cocanvas_store_batch_operations", "cocanvas_store_commit_seconds")
+HISTOGRAMS = (
+    "cocanvas_store_batch_operations",
+    "cocanvas_store_commit_seconds",
+    "cocanvas_event_loop_lag_seconds",
+)
 
 
 def log_rows(db: Path, after_id: int) -> list[tuple[int, int]]:
@@ -96,6 +104,14 @@ async def test_counters_move_by_what_was_done_and_have_counter_types(
         assert f"# TYPE {family} gauge" in text, family
     for family in HISTOGRAMS:
         assert f"# TYPE {family} histogram" in text, family
+    # The runtime's own: the heap keeper ran its start-up collection and froze the heap, and
+    # the loop-lag timer has been firing since start.
+    assert value(before, "cocanvas_gc_full_collections_total") >= 1
+    assert value(before, "cocanvas_gc_frozen_objects") > 10_000
+    lagged = before
+    while value(lagged, "cocanvas_event_loop_lag_seconds_count") < 1:  # fires every 100 ms
+        await asyncio.sleep(0.05)
+        lagged = scrape(server)[1]
 
     edits = 25
     frames_before = len(writer.sent_frames)

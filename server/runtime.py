@@ -1,0 +1,151 @@
+"""The Python runtime under a long-running node: the cyclic collector and the event loop's lag.
+
+Why this exists: a node serving 1,000 canvases x 4 clients holds about 600,000 objects the
+cyclic collector tracks (sessions, their transports and coroutines, rooms, mirrors, indexes).
+CPython runs a full collection whenever the objects promoted since the last one pass 25 % of the
+long-lived heap, and every young collection promotes whatever is in flight at that moment
+(pending appends, queued frames), so steady traffic alone triggers one every minute or so. A full
+collection walks the whole heap with the event loop stopped: 160-420 ms on the reference VM, for
+every canvas of the node at once. That was the 1,000-canvas tail (issue 11, item 3).
+
+What it does instead:
+
+* ``gc.freeze()`` every ``freeze_s`` seconds. It is O(1): every tracked object moves to the
+  permanent generation, which automatic collections never walk, so they only walk what was
+  allocated since the last freeze (milliseconds).
+* Frozen objects are still freed by reference counting; only garbage *cycles* among them wait.
+  A full collection (unfreeze, collect, freeze) reclaims those when the frozen heap has grown by
+  ``grow`` since the last one (its size is what is alive plus such garbage, so steady traffic
+  does not grow it) or every ``full_s`` seconds, so memory stays bounded. That pause is the
+  one CPython took before, at a known, much lower rate; it is counted in the metrics.
+* A larger young-generation threshold (fewer young collections, so fewer in-flight objects
+  promoted).
+
+``LoopLag`` measures how late a timer fires (the event loop's lag: what every frame of every
+canvas waits when the loop is busy or stopped); exported as a metric so a tail has a cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from dataclasses import dataclass
+
+from .store.base import HistogramStats
+
+YOUNG_THRESHOLD = 10_000
+LAG_INTERVAL_S = 0.1
+# Upper bounds (seconds) of the loop-lag histogram's buckets.
+LAG_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class HeapStats:
+    freezes: int = 0
+    full_collections: int = 0
+    full_seconds: float = 0.0  # total pause of the full collections this keeper ran
+    last_full_seconds: float = 0.0
+    frozen_objects: int = 0  # after the last freeze
+
+
+_active: list[HeapKeeper] = []  # the collector is the process's: one keeper at a time acts
+
+
+class HeapKeeper:
+    """Keeps automatic collections young; runs the full ones itself, rarely (see module doc).
+
+    Several apps in one process (tests) may each start one: only the first acts until it stops.
+    """
+
+    def __init__(self, freeze_s: float = 10.0, full_s: float = 900.0, grow: float = 0.5) -> None:
+        self.freeze_s = freeze_s
+        self.full_s = full_s
+        self.grow = grow
+        self.stats = HeapStats()
+        self._handle: asyncio.TimerHandle | None = None
+        self._baseline = 0
+        self._last_full = 0.0
+        self._thresholds: tuple[int, int, int] | None = None
+
+    def start(self) -> None:
+        _active.append(self)
+        if _active[0] is not self:
+            return
+        self._thresholds = gc.get_threshold()
+        _, t1, t2 = self._thresholds
+        gc.set_threshold(YOUNG_THRESHOLD, t1, t2)
+        self._full()
+        self._schedule()
+
+    def stop(self) -> None:
+        if self not in _active:
+            return
+        acting = _active[0] is self
+        _active.remove(self)
+        if not acting:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        gc.unfreeze()
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
+
+    def _schedule(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self.freeze_s, self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        self.stats.freezes += 1
+        self.stats.frozen_objects = frozen
+        if frozen > self._baseline * (1 + self.grow) or now - self._last_full > self.full_s:
+            self._full()
+        self._schedule()
+
+    def _full(self) -> None:
+        started = time.perf_counter()
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        took = time.perf_counter() - started
+        self._baseline = gc.get_freeze_count()
+        self._last_full = time.monotonic()
+        s = self.stats
+        s.full_collections += 1
+        s.full_seconds += took
+        s.last_full_seconds = took
+        s.frozen_objects = self._baseline
+
+
+class LoopLag:
+    """How late a timer armed every LAG_INTERVAL_S fires: the event loop's lag."""
+
+    def __init__(self, interval_s: float = LAG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.stats = HistogramStats(LAG_BOUNDS)
+        self.max = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        self._arm()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.interval_s
+        self._handle = loop.call_at(self._due, self._fired)
+
+    def _fired(self) -> None:
+        lag = max(0.0, asyncio.get_running_loop().time() - self._due)
+        self.stats.observe(lag)
+        self.max = max(self.max, lag)
+        self._arm()
