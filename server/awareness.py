@@ -66,6 +66,8 @@ MAX_STATE_BYTES = 64 * 1024
 TICK_PER_SESSION_S = 0.0001
 # Departed ids whose last announced clock is remembered, so a tab that reconnects reappears at once.
 MAX_REMEMBERED_CLOCKS = 8192
+# Batches remembered to recognise their echoes: a flush's echoes arrive within a round trip.
+RECENT_BATCHES = 8
 # Clocks told back to the session holding an id and not yet caught up with (bumps in flight).
 _MAX_TOLD = 8
 _JSON_SPACE = b" \t\n\r"
@@ -164,6 +166,10 @@ class Presence:
         self._handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._closed = False
+        # The last batches sent to every session. A stock y-websocket client re-sends every
+        # awareness change it hears, so each flush comes back from every session, byte for byte
+        # (see receive): recognised here before anything is decoded.
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
 
     # -- what a session is sent -----------------------------------------------------------
 
@@ -196,6 +202,11 @@ class Presence:
 
     async def receive(self, session: Session, payload: bytes) -> None:
         """One awareness message from a local session; raises CloseSession to close it."""
+        if payload in self._recent and session in self._spoken:
+            # The echo of a batch this room sent: states it holds at these clocks already, so the
+            # full path would drop every entry (a session's first message always takes it: it
+            # may be a reconnect, see the module doc).
+            return
         try:
             decoded = protocol.decode_awareness(payload)
         except protocol.ProtocolError as exc:
@@ -452,8 +463,12 @@ class Presence:
         frame = None
         if self._local:
             entries = [(cid, clock, st) for cid, (clock, st) in self._local.items()]
-            frame = protocol.awareness(protocol.encode_awareness(entries))
+            batch = protocol.encode_awareness(entries)
+            frame = protocol.awareness(batch)
             self._local.clear()
+            self._recent[batch] = None
+            if len(self._recent) > RECENT_BATCHES:
+                self._recent.popitem(last=False)
         tell = self._tell
         self._tell = {}
         if frame is not None or tell:
@@ -510,3 +525,4 @@ class Presence:
         self._publish.clear()
         self._tell.clear()
         self._sources.clear()
+        self._recent.clear()

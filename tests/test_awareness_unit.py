@@ -433,6 +433,35 @@ async def test_echoes_of_states_heard_are_not_relayed(canvas: Canvas) -> None:
     assert TAB not in ben.client_ids and ben.close_code is None
 
 
+async def test_the_echo_of_a_batch_is_dropped_before_it_is_decoded(
+    canvas: Canvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = canvas.join(ANN)
+    ben = canvas.join(BEN)
+    watcher = canvas.join(VIC, "watcher")
+    await canvas.say(ben, (TAB + 1, 1, cursor_state()))
+    await canvas.say(ann, (TAB, 5, cursor_state()))
+    await until(lambda: bool(ben.entries_for(TAB)) and bool(watcher.entries_for(TAB)))
+    batch = _payload(ben.frames[-1])
+    published = len(canvas.published)
+    frames = (len(ann.frames), len(watcher.frames))
+
+    decoded: list[bytes] = []
+    real = protocol.decode_awareness
+    monkeypatch.setattr(protocol, "decode_awareness", lambda p: decoded.append(p) or real(p))
+    # Ben's stock client repeats the batch it heard, byte for byte: nothing is decoded ...
+    await canvas.presence.receive(ben, batch)
+    assert decoded == []
+    # ... and the result is the full path's: nothing relayed, nothing published, Ben keeps only
+    # his own id. A change of one byte goes the full path again.
+    await until(lambda: canvas.presence._handle is None)
+    assert (len(ann.frames), len(watcher.frames)) == frames
+    assert len(canvas.published) == published
+    assert TAB not in ben.client_ids and ben.close_code is None
+    await canvas.say(ben, (TAB, 4, cursor_state()))
+    assert len(decoded) == 1
+
+
 async def test_another_tab_of_the_same_user_echoing_does_not_take_the_id(canvas: Canvas) -> None:
     tab = canvas.join(ANN, "tab")
     sibling = canvas.join(ANN, "sibling")
