@@ -72,6 +72,7 @@ class FitRules:
         protect: bool,
         locked: Callable[[Any], bool],
         now: float,
+        note_org: Callable[[str], str] | None = None,
     ) -> None:
         self.roots = roots
         self.mirror = mirror
@@ -80,6 +81,8 @@ class FitRules:
         self.protect = protect
         self.locked = locked
         self.now = now
+        # A note's organization by the attribution rule (canvas/attribution.py), not its field.
+        self.note_org = note_org or (lambda nid: str((self._note(nid) or {}).get("org", "")))
         self.facilitator = identity.role == ROLE_FACILITATOR
         self.writer = identity.can_write
         self.touched: dict[str, set[str]] = {"links": set(), "exchange": set()}
@@ -209,7 +212,7 @@ class FitRules:
             for n in (source, target):
                 if self.locked(n.get("block")):
                     return f"block {n.get('block')} is locked"
-            if self.protect and source.get("org", "") != self.me.org_id:
+            if self.protect and self.note_org(str(link.get("from"))) != self.me.org_id:
                 return "a link starts at one of your organization's notes"
         if self._claimed.get((link.get("from"), link.get("to")), lid) != lid:
             return "these notes are already linked"

@@ -1,0 +1,193 @@
+"""Who wrote a note: its organization and author follow from the client id that created it.
+
+A note's own ``org``, ``author`` and ``author_name`` fields are whatever its creator wrote. The
+server used to overwrite them with a correction per note (one more transaction, a bigger update
+for every receiver, tombstones every joiner downloads). It no longer does: a struct can only carry
+a client id bound to its sender (``server/bindings.py``, ``server/vouch.py``), so the client id of
+the live item that holds ``notes[nid]`` *is* the note's creator, and the server-written ``ids``
+root says who that is (client id as a string -> ``{user, org, name, facilitator}``), once per
+client id, durable before the first note that needs it is seen (``Room._attribute``).
+
+The rule, here and nowhere else on the server (``client/src/attribution.ts`` is its mirror):
+
+* creator bound to the server (its own ids, or ``:legacy`` ids whose content predates bindings):
+  the note's fields are trusted, the server wrote them (HTTP notes, templates, a drafts reveal,
+  a policy restore — which writes the attributed values, never the restored note's own fields);
+* creator bound to a facilitator session: the note's ``org`` is trusted if it names a known
+  organization (or is "", the facilitation); author and name from the ids entry;
+* creator bound to anyone else: everything from the ids entry; the fields are ignored;
+* no ids entry (cannot happen once a room has loaded; an old document read offline): unknown.
+
+Which client created ``notes[nid]`` is not exposed by pycrdt, so it is read from the document's
+structs: :func:`note_creators` parses a whole state (``doc.get_update()``: structs and delete
+set) with the validator's placement rule; :func:`entries_placed` reads the same from one update's
+placements, for the policy's incremental mirror.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from .. import yupdate as y
+
+IDS = "ids"
+# Bound-to-the-server owners (store.base.SERVER_OWNER; the room's marker for content that
+# predates bindings): notes they created carry fields the server wrote.
+SERVER_USER = ":server"
+LEGACY_USER = ":legacy"
+TRUSTED_USERS = frozenset((SERVER_USER, LEGACY_USER))
+# A note's fields that attribution decides (untrusted unless the server created the note).
+FIELDS = ("org", "author", "author_name")
+
+BY_SERVER = "server"
+BY_FACILITATOR = "facilitator"
+BY_MEMBER = "member"
+BY_UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A note's attribution: organization ("" the facilitation), user id, display name, and
+    what kind of creator decided it."""
+
+    org: str
+    user: str
+    name: str
+    by: str
+
+    def fields(self) -> dict[str, str]:
+        """As the note fields a reader expects (``org``, ``author``, ``author_name``)."""
+        return {"org": self.org, "author": self.user, "author_name": self.name}
+
+
+UNKNOWN = Author("", "", "", BY_UNKNOWN)
+
+
+def ids_entry(user: str, org: str, name: str, facilitator: bool) -> dict[str, Any]:
+    """The ``ids`` value for one client id (a plain map: one struct, written once)."""
+    return {"user": user, "org": org, "name": name, "facilitator": facilitator}
+
+
+def _s(v: Any) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def attribute(note: Mapping[str, Any], creator: Any, orgs: Container[str]) -> Author:
+    """THE rule: ``note``'s plain fields, ``creator`` the ids entry of the client id that
+    created the note's entry (None when there is none), ``orgs`` the canvas's org ids."""
+    if not isinstance(creator, Mapping):
+        return UNKNOWN
+    user = _s(creator.get("user"))
+    if user in TRUSTED_USERS:
+        return Author(
+            _s(note.get("org")), _s(note.get("author")), _s(note.get("author_name")), BY_SERVER
+        )
+    org = _s(creator.get("org"))
+    name = _s(creator.get("name"))
+    if creator.get("facilitator") is True:
+        named = note.get("org")
+        if isinstance(named, str) and (named == "" or named in orgs):
+            org = named  # a facilitator may file a note under any partner
+        return Author(org, user, name, BY_FACILITATOR)
+    return Author(org, user, name, BY_MEMBER)
+
+
+# -- who created each note's entry ------------------------------------------------------------
+
+
+def _is_entry(info: tuple[str, str | None, str | None]) -> bool:
+    return info[0] == "notes" and info[1] is not None and info[2] == "note"
+
+
+def entries_placed(runs: Iterable[tuple[int, int, int, Any]]) -> dict[str, int]:
+    """Note id -> client id of the (last) note entry an update's placements put at
+    ``notes[nid]`` (``Verdict.runs``). Which of them is live the caller learns from the
+    document's change events: only an entry that changed the key is its new creator."""
+    out: dict[str, int] = {}
+    for client, _clock, _length, info in runs:
+        if _is_entry(info):
+            out[info[1]] = client
+    return out
+
+
+class _Deleted:
+    __slots__ = ("_starts", "_ends")
+
+    def __init__(self, deletes: Mapping[int, list[tuple[int, int]]]) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        for client, ranges in deletes.items():
+            ordered = sorted(ranges)
+            self._starts[client] = [c for c, _ in ordered]
+            self._ends[client] = [c + n for c, n in ordered]
+
+    def has(self, client: int, clock: int) -> bool:
+        starts = self._starts.get(client)
+        if not starts:
+            return False
+        i = bisect.bisect_right(starts, clock) - 1
+        return i >= 0 and clock < self._ends[client][i]
+
+
+def note_creators(state: bytes) -> dict[str, tuple[int, int]]:
+    """Note id -> (client, clock) of the live item holding ``notes[nid]``, from a whole
+    document's state (``doc.get_update()``, which carries the delete set)."""
+    from ..vouch import placements  # the validator's placement rule; vouch imports the schema
+
+    parsed = y.read_update(state)
+    deleted = _Deleted(parsed.deletes)
+    out: dict[str, tuple[int, int]] = {}
+    for client, clock, _length, info in placements(parsed):
+        if _is_entry(info) and not deleted.has(client, clock):
+            out[info[1]] = (client, clock)
+    return out
+
+
+def ids_of(doc: Doc) -> dict[str, Any]:
+    raw = doc.get(IDS, type=Map).to_py()
+    return raw if isinstance(raw, dict) else {}
+
+
+def attribute_notes(
+    notes: Mapping[str, Any],
+    creators: Mapping[str, tuple[int, int]],
+    ids: Mapping[str, Any],
+    orgs: Container[str],
+) -> dict[str, Author]:
+    """Every note's attribution (plain notes as ``doc_to_json`` reads them)."""
+    out: dict[str, Author] = {}
+    for nid, note in notes.items():
+        if not isinstance(note, Mapping):
+            continue
+        creator = creators.get(nid)
+        entry = ids.get(str(creator[0])) if creator is not None else None
+        out[nid] = attribute(note, entry, orgs)
+    return out
+
+
+def attributed(content: dict[str, Any], doc: Doc) -> dict[str, Any]:
+    """``content`` (``doc_to_json`` of ``doc``) with every note's ``org``/``author``/
+    ``author_name`` replaced by its attribution: what exports, versions, the diff and the
+    contribution map read, so none of them ever sees a field a client made up."""
+    notes = content.get("notes")
+    if not isinstance(notes, dict) or not notes:
+        return content
+    orgs = content.get("orgs")
+    authors = attribute_notes(
+        notes, note_creators(doc.get_update()), ids_of(doc), orgs if isinstance(orgs, dict) else {}
+    )
+    for nid, author in authors.items():
+        notes[nid].update(author.fields())
+    return content
+
+
+def stamped(note: Mapping[str, Any], author: Author) -> dict[str, Any]:
+    """A note's plain fields with its attribution written in: what the server writes when it
+    (re-)creates a note someone else created (a restore, a reveal), so the server-created copy,
+    whose fields are trusted, says what the original's creator did."""
+    return {**note, **author.fields()}
