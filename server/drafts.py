@@ -41,6 +41,7 @@ from pycrdt import Map
 from . import closecodes, control, versions
 from .auth import TokenError
 from .broker.base import KIND_CONTROL, Broker
+from .canvas import attribution
 from .canvas import drafts as content
 from .room import Room
 from .rooms import Rooms
@@ -222,7 +223,10 @@ class DraftSpaces:
 
     async def _settle(self, shared: Room, room: Room) -> None:
         """Roll an interrupted reveal forward: drafts the shared canvas already holds go."""
-        done = [d.id for d in content.drafts_in(room.doc) if content.same_note(shared.doc, d)]
+        authors = attribution.authors_of(shared.doc)
+        done = [
+            d.id for d in content.drafts_in(room.doc) if content.same_note(shared.doc, d, authors)
+        ]
         if done:
             log.info("settling %d revealed drafts in %s", len(done), room.canvas_id)
             await room.apply_server_change(lambda d: content.remove(d, done))
@@ -311,10 +315,11 @@ class DraftSpaces:
                 for d in ds:
                     seen[d.id] = seen.get(d.id, 0) + 1
             picked: dict[Room, list[content.Draft]] = {}
+            authors = attribution.authors_of(shared.doc)
             for room, drafts in found.items():
                 ok = []
                 for d in drafts:
-                    if seen[d.id] > 1 or content.taken(shared.doc, d):
+                    if seen[d.id] > 1 or content.taken(shared.doc, d, authors):
                         result.conflicts.append(d.id)
                     else:
                         ok.append(d)

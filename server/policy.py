@@ -330,6 +330,8 @@ class PolicyGate(UpdateGate):
         if self._entry_dirty:  # a trusted change whose placements never came
             self._creators = None
             self._entry_dirty.clear()
+        # Read before the update is applied: its rules judge notes as they were.
+        self.creator("")
         self._refresh(self._dirty)
         doc = room.doc
         self._changes = []

@@ -22,6 +22,7 @@ from server import drafts
 from server.auth import TokenError
 from server.broker.memory import MemoryBroker, MemoryHub
 from server.canvas import templates
+from server.canvas.export import doc_to_json
 from server.policy import PolicyGate
 from server.room import Room
 from server.rooms import Rooms
@@ -112,14 +113,17 @@ async def pump(*clients: Client) -> None:
 
 
 def notes(client: Client) -> dict[str, Any]:
-    return client.doc.get("notes", type=Map).to_py() or {}
+    """The client's notes as it reads them: attributed (``canvas/attribution.py``)."""
+    out: dict[str, Any] = doc_to_json(client.doc)["notes"]
+    return out
 
 
-async def test_members_draft_together_stamped_as_their_organization(tmp_path: Path) -> None:
+async def test_members_draft_together_attributed_to_their_organization(tmp_path: Path) -> None:
     async with world(tmp_path) as (one, two):
         ann = await drafter(one, ANN)
         al = await drafter(two, AL)  # the other node: the draft space's own broker channel
-        # A forged organization and author are stamped from the token and the space.
+        # A forged organization and author change nothing: the note is attributed by the
+        # client id that wrote it (bound to the token, in the space).
         await write(ann, note("gains", "our margin is 4%", org="beta", author="u-bob"))
         await pump(ann, al)
         assert notes(al)["n-our margin is 4%"]["org"] == "alpha"

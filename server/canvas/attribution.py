@@ -16,7 +16,11 @@ The rule, here and nowhere else on the server (``client/src/attribution.ts`` is 
 * creator bound to a facilitator session: the note's ``org`` is trusted if it names a known
   organization (or is "", the facilitation); author and name from the ids entry;
 * creator bound to anyone else: everything from the ids entry; the fields are ignored;
-* no ids entry (cannot happen once a room has loaded; an old document read offline): unknown.
+* creator without an ids entry: the note predates attribution (its fields were stamped by the
+  server then: a version saved before, a canvas not loaded since) or the server wrote the
+  document offline (a restore as a new canvas): the fields are trusted. No session can make
+  this case: a room writes an id's entry before it applies the id's first struct, and a room
+  that loads a canvas writes the entries it lacks from the store's bindings.
 
 Which client created ``notes[nid]`` is not exposed by pycrdt, so it is read from the document's
 structs: :func:`note_creators` parses a whole state (``doc.get_update()``: structs and delete
@@ -47,7 +51,7 @@ FIELDS = ("org", "author", "author_name")
 BY_SERVER = "server"
 BY_FACILITATOR = "facilitator"
 BY_MEMBER = "member"
-BY_UNKNOWN = "unknown"
+BY_STAMPED = "stamped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,6 @@ class Author:
         return {"org": self.org, "author": self.user, "author_name": self.name}
 
 
-UNKNOWN = Author("", "", "", BY_UNKNOWN)
-
-
 def ids_entry(user: str, org: str, name: str, facilitator: bool) -> dict[str, Any]:
     """The ``ids`` value for one client id (a plain map: one struct, written once)."""
     return {"user": user, "org": org, "name": name, "facilitator": facilitator}
@@ -77,16 +78,18 @@ def _s(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _as_written(note: Mapping[str, Any], by: str) -> Author:
+    return Author(_s(note.get("org")), _s(note.get("author")), _s(note.get("author_name")), by)
+
+
 def attribute(note: Mapping[str, Any], creator: Any, orgs: Container[str]) -> Author:
     """THE rule: ``note``'s plain fields, ``creator`` the ids entry of the client id that
     created the note's entry (None when there is none), ``orgs`` the canvas's org ids."""
     if not isinstance(creator, Mapping):
-        return UNKNOWN
+        return _as_written(note, BY_STAMPED)
     user = _s(creator.get("user"))
     if user in TRUSTED_USERS:
-        return Author(
-            _s(note.get("org")), _s(note.get("author")), _s(note.get("author_name")), BY_SERVER
-        )
+        return _as_written(note, BY_SERVER)
     org = _s(creator.get("org"))
     name = _s(creator.get("name"))
     if creator.get("facilitator") is True:
@@ -168,6 +171,15 @@ def attribute_notes(
         entry = ids.get(str(creator[0])) if creator is not None else None
         out[nid] = attribute(note, entry, orgs)
     return out
+
+
+def authors_of(doc: Doc) -> dict[str, Author]:
+    """Every live note's attribution in a whole document."""
+    notes = doc.get("notes", type=Map).to_py() or {}
+    if not notes:
+        return {}
+    orgs = set(doc.get("orgs", type=Map).keys())
+    return attribute_notes(notes, note_creators(doc.get_update()), ids_of(doc), orgs)
 
 
 def attributed(content: dict[str, Any], doc: Doc) -> dict[str, Any]:
