@@ -51,7 +51,7 @@ from pycrdt import merge_updates as merge_binary
 
 from .canvas import attribution
 from .canvas.attribution import Author
-from .canvas.schema import IDS_ROOT, ROOTS, SERVER_ROOTS
+from .canvas.schema import CONTAINERS, IDS_ROOT, ROOT_CLASSES, ROOTS, SERVER_ROOTS
 from .fit_policy import DanglingSweep, FitRules
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
@@ -830,20 +830,24 @@ class _Rules:
         """(entry, fix) that put a root's changed entries (or fields of one) back."""
         container = self.gate._roots[root]
         before = self.gate.mirror[root]
+        slot = CONTAINERS[ROOT_CLASSES[root]].slot("")
+        plain = slot is not None and not slot.types  # e.g. ``ids``: a dict stays a plain value
         if not path:
-            return [(key, self._restore_entry(container, key, before)) for key in keys or {}]
+            return [(key, self._restore_entry(container, key, before, plain)) for key in keys or {}]
         key = str(path[0])
         entry_before = before.get(key)
-        if not isinstance(entry_before, dict):
-            return [(key, self._restore_entry(container, key, before))]
+        if not isinstance(entry_before, dict) or plain:
+            return [(key, self._restore_entry(container, key, before, plain))]
         fields = list(keys or {}) if len(path) == 1 else [str(path[1])]
         return [(key, self._restore_entry_field(container, key, f, entry_before)) for f in fields]
 
     @staticmethod
-    def _restore_entry(container: Map, key: str, before: dict[str, Any]) -> Callable[[], None]:
+    def _restore_entry(
+        container: Map, key: str, before: dict[str, Any], plain: bool = False
+    ) -> Callable[[], None]:
         def fix() -> None:
             if key in before:
-                container[key] = _value(before[key])
+                container[key] = before[key] if plain else _value(before[key])
             else:
                 _delete_key(container, key)
 
