@@ -264,7 +264,7 @@ class PolicyGate(UpdateGate):
         """The client id that created ``notes[nid]``'s live entry (None: no such note)."""
         if self._creators is None:
             assert self.room is not None
-            found = attribution.note_creators(self.room.doc.get_update())
+            found = attribution.creators_of(self.room.doc)
             self._creators = {k: c for k, (c, _) in found.items()}
             self._entry_dirty.clear()
         return self._creators.get(nid)

@@ -308,7 +308,7 @@ class Room(BrokerListener):
         stamps: dict[int, list[dict[str, Any]]] = {}
         notes = doc.get("notes", type=Map).to_py() or {}
         if notes:
-            for nid, (client, _) in attribution.note_creators(doc.get_update()).items():
+            for nid, (client, _) in attribution.creators_of(doc).items():
                 note = notes.get(nid)
                 if isinstance(note, dict):
                     stamps.setdefault(client, []).append(note)

@@ -141,6 +141,65 @@ def test_creators_are_the_live_entry_of_each_note() -> None:
     assert got == {"n1": 22, "n2": 11, "n4": 55}
 
 
+def _by_placement(state: bytes) -> dict[str, tuple[int, int]]:
+    """The reference: place every struct with the validator's walk, keep live root entries."""
+    from server import yupdate as y
+    from server.canvas.attribution import _Deleted
+    from server.vouch import placements
+
+    parsed = y.read_update(state)
+    deleted = _Deleted(parsed.deletes)
+    out = {}
+    for client, clock, _n, info in placements(parsed):
+        if info[0] == "notes" and info[2] == "note" and not deleted.has(client, clock):
+            out[str(info[1])] = (client, clock)
+    return out
+
+
+def random_doc(seed: int) -> Doc:
+    """Random writers replacing, deleting, re-creating and editing notes, some concurrently."""
+    import random
+
+    rng = random.Random(seed)
+    doc: Doc = Doc(client_id=1)
+    forks: list[Doc] = []
+    for step in range(60):
+        fork = rng.random() < 0.3  # applied later: concurrent with what comes between
+        # A fork's clocks are not in the document yet: its id must be its own (one tab).
+        cid = 100 + step if fork else rng.choice((11, 22, 33, 44))
+        w: Doc = Doc(client_id=cid)
+        w.apply_update(doc.get_update())
+        nid = f"n{rng.randrange(6)}"
+        with w.transaction():
+            live = notes(w)
+            roll = rng.random()
+            if nid in live and roll < 0.3:
+                del live[nid]
+            elif nid in live and roll < 0.6:
+                live[nid]["text"].insert(0, f"{step} ")
+                live[nid]["x"] = rng.random()
+            else:
+                note("gains", f"s{step}", id=nid)(w)
+        if fork:
+            forks.append(w)
+        else:
+            doc.apply_update(w.get_update(doc.get_state()))
+        if forks and rng.random() < 0.3:
+            doc.apply_update(forks.pop().get_update())
+    for f in forks:
+        doc.apply_update(f.get_update())
+    return doc
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_fast_reading_of_creators_equals_placing_every_struct(seed: int) -> None:
+    doc = random_doc(seed)
+    state = doc.get_update()
+    live_now = set(notes(doc).keys())
+    assert set(note_creators(state)) == live_now
+    assert note_creators(state) == _by_placement(state)
+
+
 # -- live rooms --------------------------------------------------------------------------------
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from pycrdt import Doc, Map, Text
 
 from server.canvas import attribution, templates
-from server.canvas.attribution import IDS, authors_of, ids_entry
+from server.canvas.attribution import IDS, authors_of, ids_entry, note_creators
 from tests.attribution_helpers import write_as
 from tests.support import require
+from tests.test_attribution import random_doc
 
 CLIENT = Path(__file__).resolve().parent.parent / "client"
 
@@ -78,6 +79,12 @@ def cases() -> dict[str, Doc]:
     with odd.transaction():
         odd.get(IDS, type=Map)["1002"] = {**ids_entry("u_ann", "alpha", "Ann", False), "x": [1]}
     out["odd"] = odd
+    # Random replaces, deletes and concurrent sets by several writers, each with an entry.
+    for seed in range(4):
+        doc = random_doc(seed)
+        for cid in {c for c, _ in note_creators(doc.get_update()).values()}:
+            write_as(doc, cid, lambda d: None, user=f"u{cid}", org="alpha", name=f"W{cid}")
+        out[f"random-{seed}"] = doc
     return out
 
 
