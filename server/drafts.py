@@ -43,6 +43,7 @@ from .auth import TokenError
 from .broker.base import KIND_CONTROL, Broker
 from .canvas import attribution
 from .canvas import drafts as content
+from .canvas.export import doc_to_json
 from .room import Room
 from .rooms import Rooms
 from .session import ROLE_EDITOR, ROLE_FACILITATOR, ROLE_VIEWER, Identity
@@ -271,7 +272,7 @@ class DraftSpaces:
                 continue
             room = await self.acquire(canvas_id, org)
             try:
-                notes = room.doc.get("notes", type=Map).to_py() or {}
+                notes = doc_to_json(room.doc)["notes"]  # attributed, as every reader sees them
             finally:
                 self.release(room)
             for nid, note in notes.items():

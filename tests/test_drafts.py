@@ -184,7 +184,9 @@ async def test_reveal_all_on_both_nodes_exactly_once_with_author_and_org(tmp_pat
     async with world(tmp_path) as (one, two):
         ann = await drafter(one, ANN)
         bob = await drafter(two, BOB)
-        await write(ann, note("gains", "alpha idea"))
+        # Ann's draft claims to be Bob's: the reveal writes (as the server, whose fields are
+        # trusted) who wrote it by attribution, never what its fields said.
+        await write(ann, note("gains", "alpha idea", org="beta", author="u-bob", author_name="B"))
         await write(bob, note("customer-jobs", "beta idea"))
         # Before: neither shared view holds a draft.
         watchers = [await viewer_of_shared(one, BOB), await viewer_of_shared(two, ANN)]
@@ -200,6 +202,8 @@ async def test_reveal_all_on_both_nodes_exactly_once_with_author_and_org(tmp_pat
             assert (got["n-alpha idea"]["org"], got["n-alpha idea"]["author"]) == ("alpha", "u-ann")
             assert (got["n-beta idea"]["org"], got["n-beta idea"]["author"]) == ("beta", "u-bob")
             assert got["n-alpha idea"]["text"] == "alpha idea"
+            raw = w.doc.get("notes", type=Map).to_py() or {}
+            assert (raw["n-alpha idea"]["org"], raw["n-alpha idea"]["author"]) == ("alpha", "u-ann")
             assert w.doc.get("meta", type=Map)["last_reveal"]["count"] == 2
         assert notes(ann) == {} and notes(bob) == {}  # removed from the draft spaces
         assert ann.doc.get("meta", type=Map)["last_reveal"]["orgs"] == ["alpha", "beta"]
