@@ -152,10 +152,12 @@ class PolicyGate(UpdateGate):
         self._changes: list[Change] = []
         self._unknown_touched = False
         self._sweep = DanglingSweep(canvas_id)  # links left by other nodes' changes (fit_policy)
-        # Note id -> client id that created its live entry (None: not read yet; read from the
-        # document's structs on first need, then kept up to date from placements).
-        self._creators: dict[str, int] | None = None
-        self._entry_dirty: set[str] = set()  # note entries a trusted change set or deleted
+        # Root (notes, links) -> entry id -> client id that created its live entry (None: not
+        # read yet; read from the document's structs on first need, then kept up to date from
+        # each update's placements).
+        self._creators: dict[str, dict[str, int]] | None = None
+        # Entries a trusted change set or deleted, by root, until its placements come.
+        self._entry_dirty: dict[str, set[str]] = {r: set() for r in attribution.ENTRY_CLASSES}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -172,7 +174,7 @@ class PolicyGate(UpdateGate):
         for name in self._known_roots - set(ROOTS):
             self._watch_unknown(name)
         self._creators = None
-        self._entry_dirty.clear()
+        self._clear_dirty_entries()
 
     def detach(self, room: Room) -> None:
         for sub in self._subs:
@@ -203,8 +205,8 @@ class PolicyGate(UpdateGate):
                         dirty.add(str(path[0]))
                     elif isinstance(keys, dict):
                         dirty.update(keys)
-                        if root == "notes":
-                            self._entry_dirty.update(keys)
+                        if root in self._entry_dirty:
+                            self._entry_dirty[root].update(keys)
                         if _may_dangle(root, keys):
                             self._sweep.poke()
             except Exception:
@@ -258,16 +260,22 @@ class PolicyGate(UpdateGate):
                     entry.pop(f, None)
         self._refresh(full)
 
-    # -- who created each note ----------------------------------------------------------------
+    # -- who created each note (and link) ----------------------------------------------------
 
-    def creator(self, nid: str) -> int | None:
-        """The client id that created ``notes[nid]``'s live entry (None: no such note)."""
+    def _clear_dirty_entries(self) -> None:
+        for keys in self._entry_dirty.values():
+            keys.clear()
+
+    def creator(self, root: str, key: str) -> int | None:
+        """The client id that created ``root[key]``'s live entry (None: no such entry)."""
         if self._creators is None:
             assert self.room is not None
-            found = attribution.creators_of(self.room.doc)
-            self._creators = {k: c for k, (c, _) in found.items()}
-            self._entry_dirty.clear()
-        return self._creators.get(nid)
+            self._creators = {
+                r: {k: c for k, (c, _) in attribution.creators_of(self.room.doc, r).items()}
+                for r in attribution.ENTRY_CLASSES
+            }
+            self._clear_dirty_entries()
+        return self._creators[root].get(key)
 
     def entry_of(self, client: int | None) -> dict[str, Any] | None:
         """Who a client id is, for the policy: user and organization from the store's binding
@@ -287,26 +295,26 @@ class PolicyGate(UpdateGate):
             bool(written and written.get("facilitator") is True),
         )
 
-    def author_of(self, nid: str, fields: dict[str, Any]) -> Author:
-        """The attribution of an existing note (its plain fields as they were)."""
-        return attribution.attribute(fields, self.entry_of(self.creator(nid)), self.mirror["orgs"])
+    def author_of(self, root: str, key: str, fields: dict[str, Any]) -> Author:
+        """The attribution of an existing note or link (its plain fields as they were)."""
+        return attribution.attribute(
+            fields, self.entry_of(self.creator(root, key)), self.mirror["orgs"]
+        )
 
     def learned(self, runs: Any) -> None:
-        if not self._entry_dirty:
-            return
-        if self._creators is not None:
-            self._settle(self._entry_dirty, attribution.entries_placed(runs))
-        self._entry_dirty.clear()
+        for root, keys in self._entry_dirty.items():
+            if keys and self._creators is not None:
+                self._settle(root, keys, attribution.entries_placed(runs, root))
+        self._clear_dirty_entries()
 
-    def _settle(self, keys: set[str], placed: dict[str, int]) -> None:
-        """Entries ``keys`` changed: who created each one now (from ``placed``)."""
-        creators = self._creators
-        if creators is None:
+    def _settle(self, root: str, keys: set[str], placed: dict[str, int]) -> None:
+        """Entries ``keys`` of ``root`` changed: who created each one now (from ``placed``)."""
+        if self._creators is None:
             return
-        assert self.room is not None
-        notes = self._roots["notes"]
+        creators = self._creators[root]
+        live = self._roots[root]
         for key in keys:
-            if key not in notes:
+            if key not in live:
                 creators.pop(key, None)
             elif key in placed:
                 creators[key] = placed[key]
@@ -327,11 +335,11 @@ class PolicyGate(UpdateGate):
         if self.room is not room:  # e.g. the room rebuilt its doc without us
             self.detach(room)
             self.attach(room)
-        if self._entry_dirty:  # a trusted change whose placements never came
+        if any(self._entry_dirty.values()):  # a trusted change whose placements never came
             self._creators = None
-            self._entry_dirty.clear()
+            self._clear_dirty_entries()
         # Read before the update is applied: its rules judge notes as they were.
-        self.creator("")
+        self.creator("notes", "")
         self._refresh(self._dirty)
         doc = room.doc
         self._changes = []
@@ -397,18 +405,17 @@ class PolicyGate(UpdateGate):
         return Admitted(net, reply=reply, refusal=refusal, audit=audit)
 
     def _settle_admitted(self, changes: list[Change], runs: Any) -> None:
-        """Note entries this update set were created by the sender's ids (its placements);
-        those the fixes set (restores) by the server's."""
-        fixed = self._entry_dirty
-        self._entry_dirty = set()
+        """Entries this update set were created by the sender's ids (its placements); those
+        the fixes set (restores) by the server's."""
+        fixed = {r: set(keys) for r, keys in self._entry_dirty.items()}
+        self._clear_dirty_entries()
         if self._creators is None:
             return
         assert self.room is not None
-        keys = {
-            k for root, path, acts in changes if root == "notes" and not path for k in (acts or {})
-        }
-        self._settle(keys - fixed, attribution.entries_placed(runs))
-        self._settle(fixed, dict.fromkeys(fixed, self.room.doc.client_id))
+        for root in attribution.ENTRY_CLASSES:
+            keys = {k for r, path, acts in changes if r == root and not path for k in (acts or {})}
+            self._settle(root, keys - fixed[root], attribution.entries_placed(runs, root))
+            self._settle(root, fixed[root], dict.fromkeys(fixed[root], self.room.doc.client_id))
 
     def _new_roots(self) -> list[str]:
         assert self.room is not None
@@ -515,6 +522,7 @@ class _Rules:
             locked=self._locked,
             now=gate.clock(),
             note_org=self.org_of,
+            link_author=lambda lid, before: gate.author_of("links", lid, before),
         )
         self.added: set[str] = set()  # note entries this update set (its sender created them)
 
@@ -596,7 +604,7 @@ class _Rules:
             )
             return attribution.attribute(fields, me, self.gate.mirror["orgs"]).org
         before = self.notes_before.get(nid)
-        return self.gate.author_of(nid, before).org if isinstance(before, dict) else ""
+        return self.gate.author_of("notes", nid, before).org if isinstance(before, dict) else ""
 
     def _may_change_note(self, nid: str, before: dict[str, Any]) -> str | None:
         """Why this session may not edit, move or delete an existing note (None: it may)."""
@@ -606,7 +614,7 @@ class _Rules:
             return None
         if self._locked(before.get("block")):
             return f"block {before.get('block')} is locked"
-        if self.protect and self.gate.author_of(nid, before).org != self.me.org_id:
+        if self.protect and self.gate.author_of("notes", nid, before).org != self.me.org_id:
             return "this note belongs to another organization"
         return None
 
@@ -642,7 +650,7 @@ class _Rules:
             else:
                 # The server re-creates it, so its fields become trusted: write what the
                 # original's creator is attributed with, never the fields it carried.
-                restored = attribution.stamped(before, self.gate.author_of(nid, before))
+                restored = attribution.stamped(before, self.gate.author_of("notes", nid, before))
                 self.d.refuse(nid, reason, lambda: notes.__setitem__(nid, _note_value(restored)))
             return
         if action == "delete":

@@ -266,6 +266,13 @@ class YClient:
         notes: dict[str, Any] = doc_to_json(self.doc)["notes"]
         return notes
 
+    def attributed_links(self) -> dict[str, Any]:
+        """The fit links as this client reads them (attributed like notes)."""
+        from server.canvas.export import doc_to_json
+
+        links: dict[str, Any] = doc_to_json(self.doc)["links"]
+        return links
+
     def note_texts(self) -> dict[str, str]:
         return {k: str(v["text"]) for k, v in self.notes.items()}
 

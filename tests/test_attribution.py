@@ -493,3 +493,50 @@ async def test_an_old_canvas_keeps_what_its_stamps_said(tmp_path: Path) -> None:
             assert seen(ann) == stamped
         finally:
             await rooms.close_all()
+
+
+def link(frm: str, to: str, lid: str, **fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc.get("links", type=Map)[lid] = Map(
+            {
+                "from": frm,
+                "to": to,
+                "kind": "relieves",
+                "strength": "essential",
+                "created_at": 5.0,
+                **fields,
+            }
+        )
+
+    return change
+
+
+async def test_a_partners_lies_in_its_own_link_change_nothing_anyone_sees(tmp_path: Path) -> None:
+    """Fit links follow the same rule: Ann's link whose fields claim beta, against the same link
+    written honestly; Bob may neither delete it nor, by his refused delete, make it his."""
+    views = []
+    for forged in (True, False):
+        async with canvas_rooms(tmp_path / str(forged), orgs=("Alpha", "Beta")) as [room]:
+            people = await people_in(room)
+            await act(people, "fac", note("pains", "cold", id="p1"))
+            await act(people, "ann", note("alpha:pain-relievers", "shelter", id="r1"))
+            lies = {"org": "beta", "author": "u_bob", "author_name": "Bob"} if forged else {}
+            assert await act(people, "ann", link("r1", "p1", "L1", **lies)) == []
+            told = await act(people, "bob", lambda d: d.get("links", type=Map).__delitem__("L1"))
+            assert told == ["this link belongs to another organization"]
+            told = await act(
+                people,
+                "bob",
+                lambda d: d.get("links", type=Map)["L1"].__setitem__("strength", "nice-to-have"),
+            )
+            assert told == ["this link belongs to another organization"]
+            content = doc_to_json(room.doc)
+            assert {k: content["links"]["L1"][k] for k in ("org", "author", "author_name")} == {
+                "org": "alpha",
+                "author": "u_ann",
+                "author_name": "Ann",
+            }
+            for c in people.values():
+                assert c.json() == json_of(room.doc)
+            views.append((content, contribution_map(content), export(content, "csv")))
+    assert views[0] == views[1]

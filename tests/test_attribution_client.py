@@ -49,6 +49,11 @@ def cases() -> dict[str, Doc]:
     write_as(doc, 1001, _note("f2", org="gamma"), user="u_fac", name="Fran", facilitator=True)
     write_as(doc, 77, _note("s1", **lie), user=attribution.SERVER_USER)
     write_as(doc, 1002, _note("b1", org="beta"), user="u_ann", org="alpha", name="Ann")  # replaced
+
+    def link(d: Doc) -> None:
+        d.get("links", type=Map)["L1"] = Map({"from": "a1", "to": "b1", **lie})
+
+    write_as(doc, 1002, link, user="u_ann", org="alpha", name="Ann")
     out["hostile"] = doc
     # Two members set the same note id concurrently: both sides must agree on the winner.
     base = _canvas()
@@ -95,8 +100,10 @@ def test_the_client_shows_what_the_server_attributes(tmp_path: Path) -> None:
     docs = cases()
     server_view = {
         name: {nid: [a.org, a.user, a.name] for nid, a in authors_of(doc).items()}
+        | {f"links:{k}": [a.org, a.user, a.name] for k, a in authors_of(doc, "links").items()}
         for name, doc in docs.items()
     }
+    assert server_view["hostile"]["links:L1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["a1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["b1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["f1"] == ["beta", "u_fac", "Fran"]

@@ -1,4 +1,5 @@
-// Who wrote a note: its organization and author follow from the client id that created it.
+// Who wrote a note (or a fit link): its organization and author follow from the client id that
+// created it.
 // The mirror of server/canvas/attribution.py — the one rule, in one module, on each side.
 //
 // A note's own org / author / author_name fields are whatever its creator wrote (a hostile
@@ -64,17 +65,17 @@ interface ItemLike {
   deleted: boolean
 }
 
-/** The client id of the live item holding notes[nid] (null: no such note). */
-export function creatorOf(notes: Y.Map<unknown>, nid: string): number | null {
-  const item = (notes as unknown as { _map: Map<string, ItemLike> })._map.get(nid)
+/** The client id of the live item holding entries[id] (null: no such entry). */
+export function creatorOf(entries: Y.Map<unknown>, id: string): number | null {
+  const item = (entries as unknown as { _map: Map<string, ItemLike> })._map.get(id)
   return item && !item.deleted ? item.id.client : null
 }
 
-/** A note's attribution in its document (null: no such note). */
-export function authorOf(doc: Y.Doc, nid: string): Author | null {
-  const notes = doc.getMap('notes')
-  const note = notes.get(nid)
-  const client = creatorOf(notes, nid)
-  if (!(note instanceof Y.Map) || client === null) return null
-  return attribute(note as Y.Map<unknown>, doc.getMap(IDS).get(String(client)), doc.getMap('orgs'))
+/** A note's (or, with root 'links', a fit link's) attribution in its document (null: none). */
+export function authorOf(doc: Y.Doc, id: string, root: 'notes' | 'links' = 'notes'): Author | null {
+  const entries = doc.getMap(root)
+  const entry = entries.get(id)
+  const client = creatorOf(entries, id)
+  if (!(entry instanceof Y.Map) || client === null) return null
+  return attribute(entry as Y.Map<unknown>, doc.getMap(IDS).get(String(client)), doc.getMap('orgs'))
 }

@@ -81,6 +81,10 @@ describe('attribution (the mirror of server/canvas/attribution.py)', () => {
       })
       const viaModel = Object.fromEntries(allNotes(canvasDoc(doc)).map((n) => [n.id, [n.org, n.author, n.authorName]]))
       expect(viaModel).toEqual(seen)
+      doc.getMap('links').forEach((_v, lid) => {
+        const a = authorOf(doc, lid, 'links')
+        if (a) seen[`links:${lid}`] = [a.org, a.user, a.name]
+      })
       out[c.name] = seen
     }
     if (process.env.COCANVAS_ATTRIBUTION_OUT) writeFileSync(process.env.COCANVAS_ATTRIBUTION_OUT, JSON.stringify(out))

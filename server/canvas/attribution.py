@@ -1,4 +1,5 @@
-"""Who wrote a note: its organization and author follow from the client id that created it.
+"""Who wrote a note (or a fit link): its organization and author follow from the client id that
+created it.
 
 A note's own ``org``, ``author`` and ``author_name`` fields are whatever its creator wrote. The
 server used to overwrite them with a correction per note (one more transaction, a bigger update
@@ -8,7 +9,8 @@ the live item that holds ``notes[nid]`` *is* the note's creator, and the server-
 root says who that is (client id as a string -> ``{user, org, name, facilitator}``), once per
 client id, durable before the first note that needs it is seen (``Room._attribute``).
 
-The rule, here and nowhere else on the server (``client/src/attribution.ts`` is its mirror):
+The rule, here and nowhere else on the server (``client/src/attribution.ts`` is its mirror), for
+the entries of ``notes`` and of ``links`` (:data:`ENTRY_CLASSES`) alike:
 
 * creator bound to the server (its own ids, or ``:legacy`` ids whose content predates bindings):
   the note's fields are trusted, the server wrote them (HTTP notes, templates, a drafts reveal,
@@ -102,20 +104,25 @@ def attribute(note: Mapping[str, Any], creator: Any, orgs: Container[str]) -> Au
     return Author(org, user, name, BY_MEMBER)
 
 
-# -- who created each note's entry ------------------------------------------------------------
+# -- who created each entry ---------------------------------------------------------------------
+
+# Roots whose entries are attributed by their creating client id: root -> class of an entry.
+ENTRY_CLASSES = {"notes": "note", "links": "link"}
 
 
-def _is_entry(info: tuple[str, str | None, str | None]) -> bool:
-    return info[0] == "notes" and info[1] is not None and info[2] == "note"
+def _is_entry(info: tuple[str, str | None, str | None], root: str) -> bool:
+    return info[0] == root and info[1] is not None and info[2] == ENTRY_CLASSES[root]
 
 
-def entries_placed(runs: Iterable[tuple[int, int, int, Any]]) -> dict[str, int]:
-    """Note id -> client id of the (last) note entry an update's placements put at
-    ``notes[nid]`` (``Verdict.runs``). Which of them is live the caller learns from the
-    document's change events: only an entry that changed the key is its new creator."""
+def entries_placed(
+    runs: Iterable[tuple[int, int, int, Any]], root: str = "notes"
+) -> dict[str, int]:
+    """Entry id -> client id of the (last) entry an update's placements put at ``root[key]``
+    (``Verdict.runs``). Which of them is live the caller learns from the document's change
+    events: only an entry that changed the key is its new creator."""
     out: dict[str, int] = {}
     for client, _clock, _length, info in runs:
-        if _is_entry(info):
+        if _is_entry(info, root):
             out[info[1]] = client
     return out
 
@@ -139,90 +146,91 @@ class _Deleted:
         return i >= 0 and clock < self._ends[client][i]
 
 
-def note_creators(state: bytes) -> dict[str, tuple[int, int]]:
-    """Note id -> (client, clock) of the live item holding ``notes[nid]``, from a whole
-    document's state (``doc.get_update()``, which carries the delete set).
+Creators = dict[str, dict[str, tuple[int, int]]]  # root -> entry id -> (client, clock)
+_Found = dict[int, list[tuple[int, int, str, str]]]  # client -> [(clock, end, root, key)]
 
-    Only the root map's entries matter, so instead of placing every struct (the validator's
+
+def entry_creators(state: bytes) -> Creators:
+    """Root -> entry id -> (client, clock) of the live item holding ``root[key]``, for the
+    roots of :data:`ENTRY_CLASSES`, from a whole document's state (``doc.get_update()``, which
+    carries the delete set).
+
+    Only the roots' own entries matter, so instead of placing every struct (the validator's
     walk: twice the time) this follows yrs's rule for just them: an entry names the root as its
     parent, or its origin (else right origin) is another entry of the root, whose key it takes.
     """
     parsed = y.read_update(state)
     deleted = _Deleted(parsed.deletes)
-    found: dict[int, list[tuple[int, int, str]]] = {}  # client -> [(clock, end, key)] by clock
-    live: dict[str, tuple[int, int]] = {}
+    found: _Found = {}
+    live: Creators = {root: {} for root in ENTRY_CLASSES}
     waiting: list[y.Struct] = []
     for st in parsed.structs:
         if st.content in (y.SKIP, y.GC):
             continue
         if st.origin is None and st.right is None:
-            if st.parent == ROOT and st.sub is not None:
-                _found(found, live, deleted, st, st.sub)
+            if isinstance(st.parent, str) and st.parent in live and st.sub is not None:
+                _found(found, live, deleted, st, st.parent, st.sub)
         elif st.parent is None:
             waiting.append(st)
     while waiting:
         more: list[y.Struct] = []
         for st in waiting:
-            key = _entry_key(found, st.origin) if st.origin is not None else None
-            if key is None and st.origin is None and st.right is not None:
-                key = _entry_key(found, st.right)
-            if key is None and st.origin is not None and _entry_key(found, st.origin) is None:
-                # The origin may be an entry not found yet (another client's, later on).
-                more.append(st)
-                continue
-            if key is not None:
-                _found(found, live, deleted, st, key)
+            near = st.origin if st.origin is not None else st.right
+            assert near is not None
+            at = _entry_at(found, near)
+            if at is None:
+                more.append(st)  # its neighbour may be an entry found later (another client's)
+            else:
+                _found(found, live, deleted, st, *at)
         if len(more) == len(waiting):
-            break  # the rest hang off items that are not root entries
+            break  # the rest hang off items that are not the roots' entries
         waiting = more
     return live
 
 
-ROOT = "notes"
+def note_creators(state: bytes) -> dict[str, tuple[int, int]]:
+    """Note id -> (client, clock) of the live item holding ``notes[nid]`` (see above)."""
+    return entry_creators(state)["notes"]
 
 
 def _found(
-    found: dict[int, list[tuple[int, int, str]]],
-    live: dict[str, tuple[int, int]],
-    deleted: _Deleted,
-    st: y.Struct,
-    key: str,
+    found: _Found, live: Creators, deleted: _Deleted, st: y.Struct, root: str, key: str
 ) -> None:
     runs = found.setdefault(st.client, [])
-    bisect.insort(runs, (st.clock, st.clock + st.length, key))
+    bisect.insort(runs, (st.clock, st.clock + st.length, root, key))
     if st.content == y.TYPE and not deleted.has(st.client, st.clock):
-        live[key] = (st.client, st.clock)
+        live[root][key] = (st.client, st.clock)
 
 
-def _entry_key(found: dict[int, list[tuple[int, int, str]]], ident: y.ID) -> str | None:
+def _entry_at(found: _Found, ident: y.ID) -> tuple[str, str] | None:
     runs = found.get(ident[0])
     if not runs:
         return None
-    i = bisect.bisect_right(runs, (ident[1], float("inf"), "")) - 1
+    i = bisect.bisect_right(runs, (ident[1], float("inf"), "", "")) - 1
     if i >= 0 and runs[i][0] <= ident[1] < runs[i][1]:
-        return runs[i][2]
+        return runs[i][2], runs[i][3]
     return None
 
 
-_RECENT: OrderedDict[tuple[str, bytes], dict[str, tuple[int, int]]] = OrderedDict()
+_RECENT: OrderedDict[tuple[str, bytes], Creators] = OrderedDict()
 _RECENT_DOCS = 8
 
 
-def creators_of(doc: Doc) -> dict[str, tuple[int, int]]:
-    """:func:`note_creators` of a document, remembered per (document, state vector): reading
-    a canvas twice without an edit between (the canvas JSON, then an export) parses it once.
-    A delete alone leaves the state vector as it was, and may leave a deleted note's creator
-    here: harmless, every caller looks up live notes only. The dict is shared: do not change
-    it (copy it)."""
+def creators_of(doc: Doc, root: str = "notes") -> dict[str, tuple[int, int]]:
+    """:func:`entry_creators` of a document (one root's), remembered per (document, state
+    vector): reading a canvas twice without an edit between (the canvas JSON, then an export)
+    parses it once. A delete alone leaves the state vector as it was, and may leave a deleted
+    entry's creator here: harmless, every caller looks up live entries only. The dict is
+    shared: do not change it (copy it)."""
     key = (doc.guid, doc.get_state())
     hit = _RECENT.get(key)
     if hit is None:
-        hit = _RECENT[key] = note_creators(doc.get_update())
+        hit = _RECENT[key] = entry_creators(doc.get_update())
         if len(_RECENT) > _RECENT_DOCS:
             _RECENT.popitem(last=False)
     else:
         _RECENT.move_to_end(key)
-    return hit
+    return hit[root]
 
 
 def ids_of(doc: Doc) -> dict[str, Any]:
@@ -236,7 +244,7 @@ def attribute_notes(
     ids: Mapping[str, Any],
     orgs: Container[str],
 ) -> dict[str, Author]:
-    """Every note's attribution (plain notes as ``doc_to_json`` reads them)."""
+    """Every entry's attribution (plain notes or links as ``doc_to_json`` reads them)."""
     out: dict[str, Author] = {}
     for nid, note in notes.items():
         if not isinstance(note, Mapping):
@@ -247,28 +255,31 @@ def attribute_notes(
     return out
 
 
-def authors_of(doc: Doc) -> dict[str, Author]:
-    """Every live note's attribution in a whole document."""
-    notes = doc.get("notes", type=Map).to_py() or {}
-    if not notes:
+def authors_of(doc: Doc, root: str = "notes") -> dict[str, Author]:
+    """Every live note's (or link's) attribution in a whole document."""
+    entries = doc.get(root, type=Map).to_py() or {}
+    if not entries:
         return {}
     orgs = set(doc.get("orgs", type=Map).keys())
-    return attribute_notes(notes, creators_of(doc), ids_of(doc), orgs)
+    return attribute_notes(entries, creators_of(doc, root), ids_of(doc), orgs)
 
 
 def attributed(content: dict[str, Any], doc: Doc) -> dict[str, Any]:
-    """``content`` (``doc_to_json`` of ``doc``) with every note's ``org``/``author``/
-    ``author_name`` replaced by its attribution: what exports, versions, the diff and the
-    contribution map read, so none of them ever sees a field a client made up."""
-    notes = content.get("notes")
-    if not isinstance(notes, dict) or not notes:
-        return content
+    """``content`` (``doc_to_json`` of ``doc``) with every note's and link's ``org``/
+    ``author``/``author_name`` replaced by its attribution: what exports, versions, the diff
+    and the contribution map read, so none of them ever sees a field a client made up."""
     orgs = content.get("orgs")
-    authors = attribute_notes(
-        notes, creators_of(doc), ids_of(doc), orgs if isinstance(orgs, dict) else {}
-    )
-    for nid, author in authors.items():
-        notes[nid].update(author.fields())
+    ids: dict[str, Any] | None = None
+    for root in ENTRY_CLASSES:
+        entries = content.get(root)
+        if not isinstance(entries, dict) or not entries:
+            continue
+        ids = ids_of(doc) if ids is None else ids
+        authors = attribute_notes(
+            entries, creators_of(doc, root), ids, orgs if isinstance(orgs, dict) else {}
+        )
+        for key, author in authors.items():
+            entries[key].update(author.fields())
     return content
 
 
