@@ -407,15 +407,24 @@ class PolicyGate(UpdateGate):
     def _settle_admitted(self, changes: list[Change], runs: Any) -> None:
         """Entries this update set were created by the sender's ids (its placements); those
         the fixes set (restores) by the server's."""
-        fixed = {r: set(keys) for r, keys in self._entry_dirty.items()}
-        self._clear_dirty_entries()
-        if self._creators is None:
-            return
+        fixed: dict[str, set[str]] = {}
+        for root, keys in self._entry_dirty.items():
+            if keys:
+                fixed[root] = set(keys)
+                keys.clear()
+        set_here = [
+            (r, acts) for r, path, acts in changes if not path and r in attribution.ENTRY_CLASSES
+        ]
+        if self._creators is None or not (set_here or fixed):
+            return  # the common case (a keystroke, a move): no entry was set or deleted
         assert self.room is not None
         for root in attribution.ENTRY_CLASSES:
-            keys = {k for r, path, acts in changes if r == root and not path for k in (acts or {})}
-            self._settle(root, keys - fixed[root], attribution.entries_placed(runs, root))
-            self._settle(root, fixed[root], dict.fromkeys(fixed[root], self.room.doc.client_id))
+            keys = {k for r, acts in set_here if r == root for k in (acts or {})}
+            mine = fixed.get(root, set())
+            if keys - mine:
+                self._settle(root, keys - mine, attribution.entries_placed(runs, root))
+            if mine:
+                self._settle(root, mine, dict.fromkeys(mine, self.room.doc.client_id))
 
     def _new_roots(self) -> list[str]:
         assert self.room is not None
