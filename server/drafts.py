@@ -41,7 +41,9 @@ from pycrdt import Map
 from . import closecodes, control, versions
 from .auth import TokenError
 from .broker.base import KIND_CONTROL, Broker
+from .canvas import attribution
 from .canvas import drafts as content
+from .canvas.export import doc_to_json
 from .room import Room
 from .rooms import Rooms
 from .session import ROLE_EDITOR, ROLE_FACILITATOR, ROLE_VIEWER, Identity
@@ -222,7 +224,10 @@ class DraftSpaces:
 
     async def _settle(self, shared: Room, room: Room) -> None:
         """Roll an interrupted reveal forward: drafts the shared canvas already holds go."""
-        done = [d.id for d in content.drafts_in(room.doc) if content.same_note(shared.doc, d)]
+        authors = attribution.authors_of(shared.doc)
+        done = [
+            d.id for d in content.drafts_in(room.doc) if content.same_note(shared.doc, d, authors)
+        ]
         if done:
             log.info("settling %d revealed drafts in %s", len(done), room.canvas_id)
             await room.apply_server_change(lambda d: content.remove(d, done))
@@ -267,7 +272,7 @@ class DraftSpaces:
                 continue
             room = await self.acquire(canvas_id, org)
             try:
-                notes = room.doc.get("notes", type=Map).to_py() or {}
+                notes = doc_to_json(room.doc)["notes"]  # attributed, as every reader sees them
             finally:
                 self.release(room)
             for nid, note in notes.items():
@@ -311,10 +316,11 @@ class DraftSpaces:
                 for d in ds:
                     seen[d.id] = seen.get(d.id, 0) + 1
             picked: dict[Room, list[content.Draft]] = {}
+            authors = attribution.authors_of(shared.doc)
             for room, drafts in found.items():
                 ok = []
                 for d in drafts:
-                    if seen[d.id] > 1 or content.taken(shared.doc, d):
+                    if seen[d.id] > 1 or content.taken(shared.doc, d, authors):
                         result.conflicts.append(d.id)
                     else:
                         ok.append(d)

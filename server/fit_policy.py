@@ -7,10 +7,12 @@ removes and which deleted notes it restores. So the whole judgment is one fix, r
 
 * **links**: viewers change none. A new link needs both ends to exist, with block kinds that fit
   (:data:`fit.LINK_KINDS`); from editors, neither end in a locked block, and with protected notes
-  its "from" note must be their organization's. Its ``org``/``author``/``author_name`` are stamped
-  from the token and its ``kind`` from the blocks, whatever the client wrote; a strength outside
+  its "from" note must be their organization's (by attribution). Its organization and author
+  follow from the client id that created it, like a note's (``canvas/attribution.py``: nothing
+  is rewritten, the fields count only where the server or a facilitator wrote them); its
+  ``kind`` is stamped from the blocks, whatever the client wrote; a strength outside
   :data:`fit.STRENGTHS` is put back. Its ends never change (delete it and link anew). Editors
-  change or delete only their organization's links when notes are protected, none in locked
+  change or delete only their organization's links (by attribution) when notes are protected, none in locked
   blocks; facilitators any. A link whose note is deleted, or moved to a block it no longer fits,
   is removed in the same transaction, for everyone.
 * **arrows**: viewers change none; an editor's arrow always starts at its own organization
@@ -36,7 +38,8 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, Map
 
-from .canvas import fit
+from .canvas import attribution, fit
+from .canvas.attribution import Author
 from .room import Room, spawn
 from .session import ROLE_FACILITATOR, Identity
 from .store.base import AuditEntry
@@ -72,6 +75,8 @@ class FitRules:
         protect: bool,
         locked: Callable[[Any], bool],
         now: float,
+        note_org: Callable[[str], str] | None = None,
+        link_author: Callable[[str, dict[str, Any]], Author] | None = None,
     ) -> None:
         self.roots = roots
         self.mirror = mirror
@@ -80,6 +85,12 @@ class FitRules:
         self.protect = protect
         self.locked = locked
         self.now = now
+        # A note's organization by the attribution rule (canvas/attribution.py), not its field.
+        self.note_org = note_org or (lambda nid: str((self._note(nid) or {}).get("org", "")))
+        # An existing link's attribution (its creating client id), from its fields as they were.
+        self.link_author = link_author or (
+            lambda lid, before: attribution.attribute(before, None, self._orgs_now)
+        )
         self.facilitator = identity.role == ROLE_FACILITATOR
         self.writer = identity.can_write
         self.touched: dict[str, set[str]] = {"links": set(), "exchange": set()}
@@ -161,6 +172,9 @@ class FitRules:
         if before is None:
             if key in container:
                 del container[key]
+        elif root == "links":
+            # Re-created by the server, whose fields are trusted: write who created the link.
+            container[key] = Map(attribution.stamped(before, self.link_author(key, before)))
         else:
             container[key] = Map(dict(before))
 
@@ -181,7 +195,7 @@ class FitRules:
         out = self.roots[root].to_py()
         return out if isinstance(out, dict) else {}
 
-    def _may_touch_link(self, link: dict[str, Any]) -> str | None:
+    def _may_touch_link(self, lid: str, link: dict[str, Any]) -> str | None:
         """Why this session may not change or delete an existing link (None: it may)."""
         if not self.writer:
             return "viewers cannot change the canvas"
@@ -191,7 +205,7 @@ class FitRules:
             block = (self._note(link.get(end)) or {}).get("block")
             if self.locked(block):
                 return f"block {block} is locked"
-        if self.protect and link.get("org", "") != self.me.org_id:
+        if self.protect and self.link_author(lid, link).org != self.me.org_id:
             return "this link belongs to another organization"
         return None
 
@@ -209,7 +223,7 @@ class FitRules:
             for n in (source, target):
                 if self.locked(n.get("block")):
                     return f"block {n.get('block')} is locked"
-            if self.protect and source.get("org", "") != self.me.org_id:
+            if self.protect and self.note_org(str(link.get("from"))) != self.me.org_id:
                 return "a link starts at one of your organization's notes"
         if self._claimed.get((link.get("from"), link.get("to")), lid) != lid:
             return "these notes are already linked"
@@ -223,7 +237,7 @@ class FitRules:
         if now is None:  # deleted
             if before is None:
                 return
-            why = self._may_touch_link(before)
+            why = self._may_touch_link(lid, before)
             if why is not None:
                 self._refuse(lid, why)
                 self._restore("links", lid, before)
@@ -233,7 +247,7 @@ class FitRules:
             return
         assert isinstance(current, Map)
         if before is not None:
-            why = self._may_touch_link(before)
+            why = self._may_touch_link(lid, before)
             if why is not None:
                 self._refuse(lid, why)
                 self._restore("links", lid, before)
@@ -264,10 +278,8 @@ class FitRules:
             if not self.facilitator or not isinstance(now.get("created_at"), (int, float)):
                 want["created_at"] = before.get("created_at")
         else:
-            want.update(author=self.me.user_id, author_name=self.me.name)
-            org = now.get("org")
-            if not self.facilitator or not (org == "" or org in self._orgs_now):
-                want["org"] = self.me.org_id
+            # Its organization and author are not written: they follow from the client id that
+            # created it (canvas/attribution.py), as a note's do.
             if not isinstance(now.get("created_at"), (int, float)) or isinstance(
                 now.get("created_at"), bool
             ):

@@ -12,8 +12,14 @@ Rules (``meta.protect_notes`` is written from the canvas settings at creation an
 facilitators may change it):
 
 * viewers change nothing (awareness is not a document change and still works);
-* a note's ``org``, ``author`` and ``author_name`` are stamped from the token;
-* with protect_notes, editors edit, move or delete only their organization's notes, and add
+* a note's organization and author follow from the client id that created it
+  (``canvas/attribution.py``): nothing is rewritten per note. Its ``org``/``author``/
+  ``author_name`` fields are written once, by whoever creates it, and only facilitators change
+  them later: on a note a partner created they are ignored anyway, but on a note the server
+  created (HTTP, templates, a reveal, a restore) they are the attribution, and a partner
+  re-filing such a note under another organization would be a lie everyone sees;
+* with protect_notes, editors edit, move or delete only their organization's notes — the
+  organization the attribution rule gives, never what a note's ``org`` field says — and add
   notes anywhere; a vote is a per-user key and editors may only set their own, in new notes too;
 * a block whose ``locked_by`` is set refuses every note change from editors (adding, moving in
   or out, editing, deleting); only facilitators change blocks (so only they lock and unlock),
@@ -43,7 +49,9 @@ from typing import Any
 from pycrdt import Array, Map, Subscription, Text
 from pycrdt import merge_updates as merge_binary
 
-from .canvas.schema import ROOTS, SERVER_ROOTS
+from .canvas import attribution
+from .canvas.attribution import Author
+from .canvas.schema import CONTAINERS, IDS_ROOT, ROOT_CLASSES, ROOTS, SERVER_ROOTS
 from .fit_policy import DanglingSweep, FitRules
 from .room import Admitted, CompensationFailed, Room, UpdateGate, transact
 from .session import ROLE_FACILITATOR, Identity, Session
@@ -53,7 +61,6 @@ from .workshop import stage
 
 log = logging.getLogger("cocanvas.policy")
 
-STAMPED = ("org", "author", "author_name")
 FIT_RULED = frozenset(("links", "exchange"))  # judged by fit_policy.FitRules
 MOVE_FIELDS = frozenset(("block", "x", "y"))
 
@@ -145,6 +152,12 @@ class PolicyGate(UpdateGate):
         self._changes: list[Change] = []
         self._unknown_touched = False
         self._sweep = DanglingSweep(canvas_id)  # links left by other nodes' changes (fit_policy)
+        # Root (notes, links) -> entry id -> client id that created its live entry (None: not
+        # read yet; read from the document's structs on first need, then kept up to date from
+        # each update's placements).
+        self._creators: dict[str, dict[str, int]] | None = None
+        # Entries a trusted change set or deleted, by root, until its placements come.
+        self._entry_dirty: dict[str, set[str]] = {r: set() for r in attribution.ENTRY_CLASSES}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -160,6 +173,8 @@ class PolicyGate(UpdateGate):
         self._known_roots = set(doc.keys())
         for name in self._known_roots - set(ROOTS):
             self._watch_unknown(name)
+        self._creators = None
+        self._clear_dirty_entries()
 
     def detach(self, room: Room) -> None:
         for sub in self._subs:
@@ -190,6 +205,8 @@ class PolicyGate(UpdateGate):
                         dirty.add(str(path[0]))
                     elif isinstance(keys, dict):
                         dirty.update(keys)
+                        if root in self._entry_dirty:
+                            self._entry_dirty[root].update(keys)
                         if _may_dangle(root, keys):
                             self._sweep.poke()
             except Exception:
@@ -243,6 +260,68 @@ class PolicyGate(UpdateGate):
                     entry.pop(f, None)
         self._refresh(full)
 
+    # -- who created each note (and link) ----------------------------------------------------
+
+    def _clear_dirty_entries(self) -> None:
+        for keys in self._entry_dirty.values():
+            keys.clear()
+
+    def creator(self, root: str, key: str) -> int | None:
+        """The client id that created ``root[key]``'s live entry (None: no such entry)."""
+        if self._creators is None:
+            assert self.room is not None
+            self._creators = {
+                r: {k: c for k, (c, _) in attribution.creators_of(self.room.doc, r).items()}
+                for r in attribution.ENTRY_CLASSES
+            }
+            self._clear_dirty_entries()
+        return self._creators[root].get(key)
+
+    def entry_of(self, client: int | None) -> dict[str, Any] | None:
+        """Who a client id is, for the policy: user and organization from the store's binding
+        (the authority), name and facilitator from the server-written ``ids`` entry."""
+        if client is None:
+            return None
+        assert self.room is not None
+        written = self.mirror[IDS_ROOT].get(str(client))
+        written = written if isinstance(written, dict) else None
+        binding = self.room.client_ids.owner(client)
+        if binding is None:
+            return written
+        return attribution.ids_entry(
+            binding.user_id,
+            binding.org_id,
+            str((written or {}).get("name") or ""),
+            bool(written and written.get("facilitator") is True),
+        )
+
+    def author_of(self, root: str, key: str, fields: dict[str, Any]) -> Author:
+        """The attribution of an existing note or link (its plain fields as they were)."""
+        return attribution.attribute(
+            fields, self.entry_of(self.creator(root, key)), self.mirror["orgs"]
+        )
+
+    def learned(self, runs: Any) -> None:
+        for root, keys in self._entry_dirty.items():
+            if keys and self._creators is not None:
+                self._settle(root, keys, attribution.entries_placed(runs, root))
+        self._clear_dirty_entries()
+
+    def _settle(self, root: str, keys: set[str], placed: dict[str, int]) -> None:
+        """Entries ``keys`` of ``root`` changed: who created each one now (from ``placed``)."""
+        if self._creators is None:
+            return
+        creators = self._creators[root]
+        live = self._roots[root]
+        for key in keys:
+            if key not in live:
+                creators.pop(key, None)
+            elif key in placed:
+                creators[key] = placed[key]
+            else:
+                self._creators = None  # cannot tell from here: read the structs on next need
+                return
+
     # -- admission ----------------------------------------------------------------------------
 
     def admit(
@@ -251,11 +330,17 @@ class PolicyGate(UpdateGate):
         session: Session,
         update: bytes,
         adds: bool = True,
+        runs: Any = (),
         roots: frozenset[str] | None = None,
     ) -> Admitted:
         if self.room is not room:  # e.g. the room rebuilt its doc without us
             self.detach(room)
             self.attach(room)
+        if any(self._entry_dirty.values()):  # a trusted change whose placements never came
+            self._creators = None
+            self._clear_dirty_entries()
+        # Read before the update is applied: its rules judge notes as they were.
+        self.creator("notes", "")
         self._refresh(self._dirty)
         doc = room.doc
         self._changes = []
@@ -294,6 +379,7 @@ class PolicyGate(UpdateGate):
             failed: list[BaseException] = []
 
             def apply_fixes() -> None:
+                room.attribute_self()
                 for fix in decision.fixes:
                     try:
                         fix()
@@ -308,6 +394,7 @@ class PolicyGate(UpdateGate):
                 raise CompensationFailed(f"{len(failed)} fix(es) failed: {failed[0]!r}")
             if reply is not None:
                 net = merge_binary(update, reply)
+        self._settle_admitted(changes, runs)
         self._refresh_changes(changes)
         self._refresh(self._dirty)
         now = self.clock()
@@ -319,6 +406,28 @@ class PolicyGate(UpdateGate):
         ]
         refusal = "; ".join(dict.fromkeys(decision.refusals)) if decision.refusals else None
         return Admitted(net, reply=reply, refusal=refusal, audit=audit)
+
+    def _settle_admitted(self, changes: list[Change], runs: Any) -> None:
+        """Entries this update set were created by the sender's ids (its placements); those
+        the fixes set (restores) by the server's."""
+        fixed: dict[str, set[str]] = {}
+        for root, keys in self._entry_dirty.items():
+            if keys:
+                fixed[root] = set(keys)
+                keys.clear()
+        set_here = [
+            (r, acts) for r, path, acts in changes if not path and r in attribution.ENTRY_CLASSES
+        ]
+        if self._creators is None or not (set_here or fixed):
+            return  # the common case (a keystroke, a move): no entry was set or deleted
+        assert self.room is not None
+        for root in attribution.ENTRY_CLASSES:
+            keys = {k for r, acts in set_here if r == root for k in (acts or {})}
+            mine = fixed.get(root, set())
+            if keys - mine:
+                self._settle(root, keys - mine, attribution.entries_placed(runs, root))
+            if mine:
+                self._settle(root, mine, dict.fromkeys(mine, self.room.doc.client_id))
 
     def _new_roots(self) -> list[str]:
         assert self.room is not None
@@ -431,7 +540,10 @@ class _Rules:
             protect=self.protect,
             locked=self._locked,
             now=gate.clock(),
+            note_org=self.org_of,
+            link_author=lambda lid, before: gate.author_of("links", lid, before),
         )
+        self.added: set[str] = set()  # note entries this update set (its sender created them)
 
     def judge(self, changes: list[Change]) -> None:
         inside = _NoteChanges()
@@ -501,7 +613,19 @@ class _Rules:
         info = self.blocks_before.get(block) if isinstance(block, str) else None
         return bool(info and isinstance(info, dict) and info.get("locked_by"))
 
-    def _may_change_note(self, before: dict[str, Any]) -> str | None:
+    def org_of(self, nid: str) -> str:
+        """The organization a note belongs to now, by the attribution rule (fit links ask)."""
+        if nid in self.added:
+            note = self.notes.get(nid)
+            fields = _plain(note) if isinstance(note, Map) else {}
+            me = attribution.ids_entry(
+                self.me.user_id, self.me.org_id, self.me.name, self.facilitator
+            )
+            return attribution.attribute(fields, me, self.gate.mirror["orgs"]).org
+        before = self.notes_before.get(nid)
+        return self.gate.author_of("notes", nid, before).org if isinstance(before, dict) else ""
+
+    def _may_change_note(self, nid: str, before: dict[str, Any]) -> str | None:
         """Why this session may not edit, move or delete an existing note (None: it may)."""
         if not self.writer:
             return "viewers cannot change the canvas"
@@ -509,7 +633,7 @@ class _Rules:
             return None
         if self._locked(before.get("block")):
             return f"block {before.get('block')} is locked"
-        if self.protect and before.get("org", "") != self.me.org_id:
+        if self.protect and self.gate.author_of("notes", nid, before).org != self.me.org_id:
             return "this note belongs to another organization"
         return None
 
@@ -531,7 +655,7 @@ class _Rules:
         notes = self.notes
         reason: str | None = None
         if action in ("delete", "update") and before is not None:
-            reason = self._may_change_note(before)
+            reason = self._may_change_note(nid, before)
         if reason is None and action in ("add", "update"):
             new = notes.get(nid)
             if not isinstance(new, Map):
@@ -543,38 +667,33 @@ class _Rules:
             if before is None:
                 self.d.refuse(nid, reason, lambda: _delete_key(notes, nid))
             else:
-                self.d.refuse(nid, reason, lambda: notes.__setitem__(nid, _note_value(before)))
+                # The server re-creates it, so its fields become trusted: write what the
+                # original's creator is attributed with, never the fields it carried.
+                restored = attribution.stamped(before, self.gate.author_of("notes", nid, before))
+                self.d.refuse(nid, reason, lambda: notes.__setitem__(nid, _note_value(restored)))
             return
         if action == "delete":
             self.d.audit.append(("delete", nid, ""))
             self.deleted_notes.add(nid)
             return
         self.d.audit.append(("create" if before is None else "edit", nid, ""))
-        self._stamp(nid)
+        self.added.add(nid)
+        self._shape(nid)
 
-    def _stamp(self, nid: str) -> None:
-        """A new note carries its author and organization from the token, and only the
-        author's own vote."""
+    def _shape(self, nid: str) -> None:
+        """A new note has a text and only its author's own vote. Its organization and author
+        are not written: they follow from the client id that created it."""
         note = self.notes.get(nid)
         assert isinstance(note, Map)
-        wrong = self._wrong_stamps(note)
+        wrong: dict[str, Any] = {}
+        if not isinstance(note.get("text"), (Text, str)):
+            wrong["text"] = Text("")
         others = self._foreign_votes(note, wrong)
         if others:
             self.d.refusals.append("you may only change your own vote")
             self.d.audit.append(("refused", nid, "votes of others in a new note"))
         if wrong or others:
             self.d.fixes.append(self._restamp(nid, wrong, others))
-
-    def _wrong_stamps(self, note: Map) -> dict[str, Any]:
-        want: dict[str, Any] = {"author": self.me.user_id, "author_name": self.me.name}
-        org = note.get("org")
-        if not self.facilitator or not (org == "" or org in self.gate.mirror["orgs"]):
-            # A facilitator may file a note under any partner; everyone else writes as themselves.
-            want["org"] = self.me.org_id
-        wrong = {k: v for k, v in want.items() if note.get(k) != v}
-        if not isinstance(note.get("text"), (Text, str)):
-            wrong["text"] = Text("")
-        return wrong
 
     def _foreign_votes(self, note: Map, wrong: dict[str, Any]) -> list[str]:
         votes = note.get("votes")
@@ -607,7 +726,7 @@ class _Rules:
         if not isinstance(note, Map):
             return
         content = set(fields) | ({"text"} if text_edited else set())
-        refused = self._content_refusals(before, note, fields, content)
+        refused = self._content_refusals(nid, before, note, fields, content)
         for f, why in refused.items():
             self.d.refuse(
                 nid, why, self._restore_field(nid, f, before, text_edited and f == "text")
@@ -620,19 +739,24 @@ class _Rules:
             self._votes(nid, before, vote_keys)
 
     def _content_refusals(
-        self, before: dict[str, Any], note: Map, fields: dict[str, str], content: set[str]
+        self,
+        nid: str,
+        before: dict[str, Any],
+        note: Map,
+        fields: dict[str, str],
+        content: set[str],
     ) -> dict[str, str]:
         """Field -> why it may not change: who owns the note, who stamps it, where it may go."""
         if not content:
             return {}
-        reason = self._may_change_note(before)
+        reason = self._may_change_note(nid, before)
         if reason is not None:
             return dict.fromkeys(content, reason)
         refused: dict[str, str] = {}
         if not self.facilitator:
-            for f in STAMPED:
+            for f in attribution.FIELDS:
                 if f in fields:
-                    refused[f] = "organization and author are set by the server"
+                    refused[f] = "a note's organization and author follow from who created it"
         if "block" in fields:
             why = self._may_place_note(note.get("block"))
             if why is not None:
@@ -733,20 +857,24 @@ class _Rules:
         """(entry, fix) that put a root's changed entries (or fields of one) back."""
         container = self.gate._roots[root]
         before = self.gate.mirror[root]
+        slot = CONTAINERS[ROOT_CLASSES[root]].slot("")
+        plain = slot is not None and not slot.types  # e.g. ``ids``: a dict stays a plain value
         if not path:
-            return [(key, self._restore_entry(container, key, before)) for key in keys or {}]
+            return [(key, self._restore_entry(container, key, before, plain)) for key in keys or {}]
         key = str(path[0])
         entry_before = before.get(key)
-        if not isinstance(entry_before, dict):
-            return [(key, self._restore_entry(container, key, before))]
+        if not isinstance(entry_before, dict) or plain:
+            return [(key, self._restore_entry(container, key, before, plain))]
         fields = list(keys or {}) if len(path) == 1 else [str(path[1])]
         return [(key, self._restore_entry_field(container, key, f, entry_before)) for f in fields]
 
     @staticmethod
-    def _restore_entry(container: Map, key: str, before: dict[str, Any]) -> Callable[[], None]:
+    def _restore_entry(
+        container: Map, key: str, before: dict[str, Any], plain: bool = False
+    ) -> Callable[[], None]:
         def fix() -> None:
             if key in before:
-                container[key] = _value(before[key])
+                container[key] = before[key] if plain else _value(before[key])
             else:
                 _delete_key(container, key)
 

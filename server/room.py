@@ -28,6 +28,7 @@ from .broker.base import (
     BrokerListener,
     BrokerMessage,
 )
+from .canvas import attribution
 from .canvas.schema import server_client_id
 from .closecodes import CloseSession
 from .durability import Barrier
@@ -102,6 +103,7 @@ class UpdateGate:
         session: Session,
         update: bytes,
         adds: bool = True,
+        runs: Sequence[tuple[int, int, int, Any]] = (),
         roots: frozenset[str] | None = None,
     ) -> Admitted:
         if adds:
@@ -117,6 +119,10 @@ class UpdateGate:
 
     def attach(self, room: Room) -> None:
         """Called once the room's document is loaded (observers go here)."""
+
+    def learned(self, runs: Sequence[tuple[int, int, int, Any]]) -> None:
+        """Where the structs of a trusted update just applied landed (``Verdict.runs``: other
+        nodes', heals, the server's own): the policy learns who created which note from it."""
 
     def detach(self, room: Room) -> None:
         """Called when the room unloads: release every subscription."""
@@ -279,6 +285,7 @@ class Room(BrokerListener):
         await self.client_ids.load()
         await self._bind_own_ids()
         self.gate.attach(self)
+        await self._attribute_loaded()
 
     async def _bind_own_ids(self) -> None:
         """Bind the room's client id to the server, and mark ids with content but no owner
@@ -291,6 +298,87 @@ class Room(BrokerListener):
             fresh: Doc = Doc(client_id=server_client_id())
             fresh.apply_update(self.doc.get_update())
             self.doc = fresh
+
+    async def _attribute_loaded(self) -> None:
+        """Give every client id with content an ``ids`` entry from its store binding (canvases
+        written before attribution had stamped notes and bindings, but no ``ids`` root).
+
+        Names come from those stamps (``author_name`` of the notes each id created); an id whose
+        notes were stamped with another organization than its binding's was a facilitator's
+        (only a facilitator's notes kept the organization they named), so the old notes'
+        attribution equals what their stamps said. Written once, as the server, durably.
+        """
+        ids = self.doc.get(attribution.IDS, type=Map)
+        missing = [c for c in self._state() if str(c) not in ids]
+        if not missing:
+            return
+        doc = self.doc
+        stamps: dict[int, list[dict[str, Any]]] = {}
+        notes = doc.get("notes", type=Map).to_py() or {}
+        if notes:
+            for nid, (client, _) in attribution.creators_of(doc).items():
+                note = notes.get(nid)
+                if isinstance(note, dict):
+                    stamps.setdefault(client, []).append(note)
+        orgs = set(doc.get("orgs", type=Map).keys())
+
+        def write() -> None:
+            for c in missing:
+                binding = self.client_ids.owner(c)
+                if binding is None:
+                    continue
+                mine = stamps.get(c, [])
+                own = [n for n in mine if n.get("author") == binding.user_id]
+                names = [n.get("author_name") for n in own or mine]
+                name = next((v for v in reversed(names) if isinstance(v, str) and v), "")
+                filed = {n.get("org") for n in mine}
+                facilitator = any(
+                    isinstance(o, str) and o != binding.org_id and (o == "" or o in orgs)
+                    for o in filed
+                )
+                ids[str(c)] = attribution.ids_entry(
+                    binding.user_id, binding.org_id, name, facilitator
+                )
+
+        update = transact(doc, "server", write)
+        if update is not None:
+            self._learn(update)
+            await self._commit(update, (), None)
+
+    def _attribute(self, session: Session, clients: Iterable[int]) -> None:
+        """Before a session's first structs with a client id are applied, write who that id
+        is into ``ids`` (once per id), as a server change queued ahead of the update: the
+        pipeline releases in order, so the entry is durable and reaches every receiver (the
+        sender too) no later than the note it attributes."""
+        ids = self.doc.get(attribution.IDS, type=Map)
+        fresh = [c for c in clients if str(c) not in ids]
+        if not fresh:
+            return
+        identity = session.identity
+        facilitator = identity.role == ROLE_FACILITATOR
+
+        def write() -> None:
+            for c in fresh:
+                binding = self.client_ids.owner(c)
+                user, org = (
+                    (binding.user_id, binding.org_id)
+                    if binding is not None
+                    else (identity.user_id, identity.org_id)
+                )
+                ids[str(c)] = attribution.ids_entry(user, org, identity.name, facilitator)
+
+        update = transact(self.doc, "server", write)
+        if update is not None:
+            self._learn(update)
+            self._relay(update, (), None)
+
+    def attribute_self(self) -> None:
+        """Inside a server transaction on ``self.doc``: make sure the room's own client id has
+        its ``ids`` entry (so what the server writes is known to be the server's)."""
+        ids = self.doc.get(attribution.IDS, type=Map)
+        key = str(self.doc.client_id)
+        if key not in ids:
+            ids[key] = attribution.ids_entry(attribution.SERVER_USER, "", "", False)
 
     def _state(self) -> dict[int, int]:
         return decode_state_vector(self.doc.get_state())
@@ -417,9 +505,16 @@ class Room(BrokerListener):
                     raise CloseSession(closecodes.POLICY_VIOLATION, "too many refused changes")
                 return True
         # From the verdict to the apply nothing awaits: the verdict holds for this document.
+        if verdict.runs:
+            self._attribute(session, verdict.clients)
         try:
             admitted = self.gate.admit(
-                self, session, update, adds=bool(verdict.runs), roots=_root_names(parsed)
+                self,
+                session,
+                update,
+                adds=bool(verdict.runs),
+                runs=verdict.runs,
+                roots=_root_names(parsed),
             )
         except CloseSession:
             raise
@@ -537,9 +632,11 @@ class Room(BrokerListener):
     def _learn(self, update: bytes) -> None:
         """Index an update the room applied without validating it (trusted sources)."""
         try:
-            self.vouch.learn(update)
+            verdict = self.vouch.learn(update)
         except (yupdate.UpdateError, ValueError):
             self.vouch.stale = True
+            return
+        self.gate.learned(verdict.runs)
 
     def _relay(
         self,
@@ -614,6 +711,10 @@ class Room(BrokerListener):
         update = transact(doc, "server", lambda: change(doc))
         if update is None:
             return None
+        if str(doc.client_id) not in doc.get(attribution.IDS, type=Map):
+            entry = transact(doc, "server", self.attribute_self)
+            if entry is not None:
+                update = merge_updates([entry, update])
         self._learn(update)
         await self._commit(update, audit, None)
         return update

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
+from .canvas import attribution
 from .canvas import diff as canvas_diff
 from .canvas.export import doc_to_json
 from .canvas.restore import content_of, make_equal, new_document
@@ -104,12 +105,42 @@ async def compare(
     return canvas_diff.diff(before, after, voters)
 
 
+def _keeping_attribution(doc: Doc, version: dict[str, Any]) -> dict[str, Any]:
+    """The version's content, arranged so that restoring it leaves every note attributed as
+    the version says (``canvas/attribution.py``) without writing over what creators wrote: a
+    live note attributed the same keeps its own ``org``/``author``/``author_name`` fields; one
+    attributed otherwise (its entry since replaced by someone else) is deleted here, so
+    ``make_equal`` re-creates it as the server, whose fields (the version's) are trusted."""
+    raw = version.get("notes")
+    if not isinstance(raw, dict) or not raw:
+        return version
+    live = doc.get("notes", type=Map)
+    attributed = doc_to_json(doc)["notes"]
+    notes: dict[str, Any] = {}
+    for nid, want in raw.items():
+        have = attributed.get(nid)
+        entry = live.get(nid) if nid in live else None
+        if not isinstance(want, dict) or not isinstance(have, dict) or not isinstance(entry, Map):
+            notes[nid] = want
+            continue
+        if any(have.get(f) != want.get(f) for f in attribution.FIELDS):
+            del live[nid]
+            notes[nid] = want
+            continue
+        kept = {k: v for k, v in want.items() if k not in attribution.FIELDS}
+        for f in attribution.FIELDS:
+            if f in entry:
+                kept[f] = entry.get(f)
+        notes[nid] = kept
+    return {**version, "notes": notes}
+
+
 def _restore_change(version: dict[str, Any]) -> Callable[[Doc], None]:
     raw = version.get("orgs")
     wanted: dict[str, Any] = raw if isinstance(raw, dict) else {}
 
     def change(doc: Doc) -> None:
-        make_equal(doc, version, RESTORED_ROOTS)
+        make_equal(doc, _keeping_attribution(doc, version), RESTORED_ROOTS)
         live = doc_to_json(doc)["orgs"]
         kept = {k: v for k, v in live.items() if k not in wanted}
         make_equal(doc, {"orgs": {**wanted, **kept}}, ("orgs",))

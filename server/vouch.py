@@ -196,12 +196,14 @@ class Vouch:
             self.commit(verdict)
             return
 
-    def learn(self, update: bytes) -> None:
-        """Index a trusted update that was applied (store, other nodes, the server's own)."""
+    def learn(self, update: bytes) -> Verdict:
+        """Index a trusted update that was applied (store, other nodes, the server's own);
+        return where its structs landed (the room tells the policy who wrote which note)."""
         parsed = y.read_update(update)
         self._ensure(parsed)
         verdict = self._walk(parsed, None, validate=False)
         self.commit(verdict)
+        return verdict
 
     def commit(self, verdict: Verdict) -> None:
         for client, clock, length, info in verdict.runs:
@@ -391,6 +393,13 @@ class _Scope:
     def later(self, ident: y.ID) -> bool:
         """Not placed yet, but a struct of this update brings it: try again after the others."""
         return self.brings.get(ident[0], 0) > ident[1] >= self.vouch.end(ident[0])
+
+
+def placements(parsed: y.Update) -> list[tuple[int, int, int, Info]]:
+    """Where every struct of a self-contained update (a whole document's state) lands:
+    (client, clock, length, (container class, map key, own class)), by yrs's placement rule.
+    Used to learn which client wrote each map entry (``canvas/attribution.py``)."""
+    return Vouch()._walk(parsed, None, validate=False).runs
 
 
 def _referenced(parsed: y.Update) -> set[int]:

@@ -36,7 +36,8 @@ from server import protocol
 from server import yupdate as y
 from server.broker.memory import MemoryBroker
 from server.canvas import fit, templates
-from server.canvas.schema import ROOTS
+from server.canvas.attribution import attributed
+from server.canvas.schema import CONTENT_ROOTS, ROOTS
 from server.closecodes import CloseSession
 from server.policy import PolicyGate
 from server.protocol import Kind
@@ -128,13 +129,16 @@ def root_json(root: Map, notes: bool = False) -> Any:
 
 
 def doc_json(parts: Iterable[bytes]) -> dict[str, Any]:
-    """The canvas as a fresh client loads it from these updates: the four roots as plain JSON,
-    plus any other root that shows content (as a map or as a sequence)."""
+    """The canvas as a fresh client loads it from these updates: the schema's roots as plain
+    JSON with the notes attributed (what everyone sees: ``canvas/attribution.py``; the ``ids``
+    root itself is bookkeeping, different per room by the server's own ids), plus any other
+    root that shows content (as a map or as a sequence)."""
     parts = list(parts)
     doc = fresh_doc(parts)
     out: dict[str, Any] = {}
-    for name in ROOTS:
+    for name in CONTENT_ROOTS:
         out[name] = root_json(doc.get(name, type=Map), notes=name == "notes")
+    attributed(out, doc)
     for name in sorted(set(doc.keys()) - set(ROOTS)):
         as_map = plain(doc.get(name, type=Map))
         seq_doc = fresh_doc(parts)

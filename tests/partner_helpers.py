@@ -10,6 +10,7 @@ import httpx
 import websockets
 from pycrdt import Map
 
+from server.canvas.export import doc_to_json
 from tests.support import ServerProcess, YClient
 
 
@@ -80,6 +81,14 @@ def canvas_json(server: ServerProcess, canvas: dict[str, Any]) -> dict[str, Any]
 
 
 def notes_of(client: YClient) -> dict[str, Any]:
+    """The client's notes as everyone reads them: attributed (``canvas/attribution.py``), so
+    ``org``/``author``/``author_name`` are what the creating client id says."""
+    notes: dict[str, Any] = doc_to_json(client.doc)["notes"]
+    return notes
+
+
+def raw_notes_of(client: YClient) -> dict[str, Any]:
+    """The client's notes as written, fields and all (what a hostile client may have made up)."""
     return client.notes.to_py() or {}
 
 

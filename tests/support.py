@@ -258,6 +258,21 @@ class YClient:
                 {"block": block, "text": Text(text), "org": org, "x": 0.1, "y": 0.1, **fields}
             )
 
+    def attributed(self) -> dict[str, Any]:
+        """The notes as this client reads them: org/author/author_name by the attribution rule
+        (``server/canvas/attribution.py``), not as written."""
+        from server.canvas.export import doc_to_json
+
+        notes: dict[str, Any] = doc_to_json(self.doc)["notes"]
+        return notes
+
+    def attributed_links(self) -> dict[str, Any]:
+        """The fit links as this client reads them (attributed like notes)."""
+        from server.canvas.export import doc_to_json
+
+        links: dict[str, Any] = doc_to_json(self.doc)["links"]
+        return links
+
     def note_texts(self) -> dict[str, str]:
         return {k: str(v["text"]) for k, v in self.notes.items()}
 

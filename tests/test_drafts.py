@@ -22,6 +22,7 @@ from server import drafts
 from server.auth import TokenError
 from server.broker.memory import MemoryBroker, MemoryHub
 from server.canvas import templates
+from server.canvas.export import doc_to_json
 from server.policy import PolicyGate
 from server.room import Room
 from server.rooms import Rooms
@@ -112,14 +113,17 @@ async def pump(*clients: Client) -> None:
 
 
 def notes(client: Client) -> dict[str, Any]:
-    return client.doc.get("notes", type=Map).to_py() or {}
+    """The client's notes as it reads them: attributed (``canvas/attribution.py``)."""
+    out: dict[str, Any] = doc_to_json(client.doc)["notes"]
+    return out
 
 
-async def test_members_draft_together_stamped_as_their_organization(tmp_path: Path) -> None:
+async def test_members_draft_together_attributed_to_their_organization(tmp_path: Path) -> None:
     async with world(tmp_path) as (one, two):
         ann = await drafter(one, ANN)
         al = await drafter(two, AL)  # the other node: the draft space's own broker channel
-        # A forged organization and author are stamped from the token and the space.
+        # A forged organization and author change nothing: the note is attributed by the
+        # client id that wrote it (bound to the token, in the space).
         await write(ann, note("gains", "our margin is 4%", org="beta", author="u-bob"))
         await pump(ann, al)
         assert notes(al)["n-our margin is 4%"]["org"] == "alpha"
@@ -180,7 +184,9 @@ async def test_reveal_all_on_both_nodes_exactly_once_with_author_and_org(tmp_pat
     async with world(tmp_path) as (one, two):
         ann = await drafter(one, ANN)
         bob = await drafter(two, BOB)
-        await write(ann, note("gains", "alpha idea"))
+        # Ann's draft claims to be Bob's: the reveal writes (as the server, whose fields are
+        # trusted) who wrote it by attribution, never what its fields said.
+        await write(ann, note("gains", "alpha idea", org="beta", author="u-bob", author_name="B"))
         await write(bob, note("customer-jobs", "beta idea"))
         # Before: neither shared view holds a draft.
         watchers = [await viewer_of_shared(one, BOB), await viewer_of_shared(two, ANN)]
@@ -196,6 +202,8 @@ async def test_reveal_all_on_both_nodes_exactly_once_with_author_and_org(tmp_pat
             assert (got["n-alpha idea"]["org"], got["n-alpha idea"]["author"]) == ("alpha", "u-ann")
             assert (got["n-beta idea"]["org"], got["n-beta idea"]["author"]) == ("beta", "u-bob")
             assert got["n-alpha idea"]["text"] == "alpha idea"
+            raw = w.doc.get("notes", type=Map).to_py() or {}
+            assert (raw["n-alpha idea"]["org"], raw["n-alpha idea"]["author"]) == ("alpha", "u-ann")
             assert w.doc.get("meta", type=Map)["last_reveal"]["count"] == 2
         assert notes(ann) == {} and notes(bob) == {}  # removed from the draft spaces
         assert ann.doc.get("meta", type=Map)["last_reveal"]["orgs"] == ["alpha", "beta"]

@@ -188,7 +188,8 @@ async def test_drafts_never_reach_another_organization_through_any_door(
         ann_c.add_note(nid, f"our price floor is {marker}", block="gains")
         await ann_c.set_awareness({"user": {"name": "Ann"}, "editing": marker})
         await al_c.wait_for(lambda: nid in al_c.notes)  # crossed nodes on A's own channel
-        assert al_c.notes[nid]["org"] == "alpha" and al_c.notes[nid]["author"] == ann.user_id
+        seen = al_c.attributed()[nid]
+        assert seen["org"] == "alpha" and seen["author"] == ann.user_id
         await al_c.wait_for(
             lambda: any(s and s.get("editing") == marker for _, s in al_c.awareness.values())
         )
@@ -238,7 +239,8 @@ async def test_drafts_never_reach_another_organization_through_any_door(
         assert {c.url.split("/ws/")[0] for c in bobs} == {a.ws[:-3], b.ws[:-3]}
         for c in bobs:
             await c.wait_for(lambda c=c: nid in c.notes)
-            assert c.notes[nid]["org"] == "alpha" and c.notes[nid]["author"] == ann.user_id
+            seen = c.attributed()[nid]
+            assert seen["org"] == "alpha" and seen["author"] == ann.user_id
             assert list(c.notes.keys()).count(nid) == 1
         await again.wait_for(lambda: nid not in again.notes)
         assert marker.encode() in b"".join(on_shared.chunks)
@@ -246,7 +248,7 @@ async def test_drafts_never_reach_another_organization_through_any_door(
         for s, m in ((a, al), (b, ann)):
             mine = await YClient(s.ws, cid, m.token, f"{m.name}@{s.port}").connect()
             tap.clients.append(mine)
-            assert nid in mine.notes and mine.notes[nid]["author_name"] == "Ann"
+            assert nid in mine.notes and mine.attributed()[nid]["author_name"] == "Ann"
             assert sorted(mine.notes.keys()) == sorted([nid, "shared-1"])
         await again.close()
     finally:
@@ -311,7 +313,7 @@ async def test_reveal_killed_with_sigkill_is_all_or_nothing(tmp_path: Path, poin
         )
         assert r.status_code == 200, r.text
         await shared.wait_for(lambda: set(shared.notes.keys()) == {"a0", "a1", "a2", "b0"})
-        got = shared.notes.to_py() or {}
+        got = shared.attributed()
         assert {k: (v["org"], v["author"]) for k, v in got.items()} == {
             **{f"a{i}": ("alpha", ann.user_id) for i in range(3)},
             "b0": ("beta", bob.user_id),

@@ -22,6 +22,7 @@ from server.canvas.export import doc_to_json
 from server.canvas.restore import make_equal
 from server.exports import board_from_json, export
 from server.exports.layout import layout
+from tests.attribution_helpers import write_as
 from tests.support import require
 
 ORGS = [("Alpha", "#2f6fdb"), ("Beta", "#d9480f"), ("Gamma", "#2b8a3e")]
@@ -43,21 +44,32 @@ def canvas() -> dict[str, Any]:
     orgs = templates.make_orgs(list(ORGS))
     doc: Doc = Doc()
     doc.apply_update(templates.initial_update("E-mobility", "partner-co-creation", orgs, True, 1.0))
-    notes = doc.get("notes", type=Map)
-    with doc.transaction():
-        for i, (nid, block, org, author, text, votes) in enumerate(NOTES):
-            notes[nid] = Map(
-                {
-                    "block": block,
-                    "text": Text(text),
-                    "org": org,
-                    "author": f"u_{author.lower()}",
-                    "author_name": author,
-                    "x": (i * 0.37) % 1,
-                    "y": (i * 0.23) % 1,
-                    "votes": Map(votes),
-                }
-            )
+    # Each author writes with its own client id (the facilitator's note is filed under no
+    # organization, which a facilitator may do): org and author follow from the ids.
+    for i, (nid, block, org, author, text, votes) in enumerate(NOTES):
+        write_as(
+            doc,
+            100 + sorted({n[3] for n in NOTES}).index(author),
+            lambda d, i=i, nid=nid, block=block, org=org, text=text, votes=votes: d.get(
+                "notes", type=Map
+            ).__setitem__(
+                nid,
+                Map(
+                    {
+                        "block": block,
+                        "text": Text(text),
+                        "org": org,
+                        "x": (i * 0.37) % 1,
+                        "y": (i * 0.23) % 1,
+                        "votes": Map(votes),
+                    }
+                ),
+            ),
+            user=f"u_{author.lower()}",
+            org=org,
+            name=author,
+            facilitator=author == "Fran",
+        )
     return doc_to_json(doc)
 
 

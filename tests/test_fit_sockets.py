@@ -63,12 +63,13 @@ async def links_scenario(
     put(bob, "notes", "br", note("beta:pain-relievers", "Live arrival times"))
     await everyone(clients, lambda c: {"ar", "br"} <= set(root_of(c, "notes")))
 
-    # Ann's client claims Beta, someone else as author, and the wrong kind: stamped from her token.
+    # Ann's client claims Beta, someone else as author, and the wrong kind: the kind is stamped
+    # from the blocks, organization and author follow from her client id (attribution).
     put(ann, "links", "L1", link("ar", "p1", org="beta", author="u_forged", kind="creates"))
     stamped = {"org": "alpha", "author": ann_id, "author_name": "Ann", "kind": "relieves"}
     await everyone(
         clients,
-        lambda c: {k: root_of(c, "links").get("L1", {}).get(k) for k in stamped} == stamped,
+        lambda c: {k: c.attributed_links().get("L1", {}).get(k) for k in stamped} == stamped,
     )
     assert {k: canvas_json(http, canvas)["links"]["L1"][k] for k in stamped} == stamped
 

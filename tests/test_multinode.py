@@ -146,6 +146,10 @@ async def test_dropped_pubsub_message_is_detected_and_healed(
         canvas = a.create_canvas()
         on_a, on_b = await split_clients((a, b), canvas, 2)
         try:
+            # on_a's first structs are preceded by its client id's ``ids`` entry (a message of
+            # its own): write once first, so the message dropped is the note itself.
+            on_a.add_note("warm-up", "introduces on_a's client id")
+            await on_b.wait_for(lambda: "warm-up" in on_b.notes)
             r = httpx.post(a.http + "/api/_test/drop-publishes", params={"count": 1})
             assert r.status_code == 200
             on_a.add_note("lost-in-transit", "dropped on the way to node b")

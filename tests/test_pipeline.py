@@ -81,7 +81,9 @@ async def test_frames_are_read_while_the_store_commits_and_released_only_once_du
             for frame in frames:
                 await asyncio.wait_for(room.receive(ann.session, frame), 20)
             assert len(room.doc.get("notes", type=Map)) >= N
-            assert len(room.pipeline) == N
+            # N notes, and ahead of them who ann's client id is (its ``ids`` entry, written
+            # by the room before it applied the id's first structs).
+            assert len(room.pipeline) == N + 1
             # Nobody else has seen any of it: it is not durable.
             assert _note_ids_in_order(fac.session.inbox) == []
             assert not ann.closes
@@ -89,8 +91,11 @@ async def test_frames_are_read_while_the_store_commits_and_released_only_once_du
             release.set()
             await asyncio.to_thread(holder.join)
         await asyncio.wait_for(room.pipeline.drained(), 30)
-        # Now durable, and released in the order the room applied them.
+        # Now durable, and released in the order the room applied them: the ids entry first.
         assert _note_ids_in_order(fac.session.inbox) == [f"n{i:03}" for i in range(N)]
+        first: Doc = Doc()
+        first.apply_update(protocol.decode(fac.session.inbox[0]).payload)
+        assert str(7001) in first.get("ids", type=Map) and not first.get("notes", type=Map)
         await fac.pump()
         assert json_of(fac.doc) == json_of(room.doc)
         stored = await room.store.load("c")

@@ -118,11 +118,11 @@ ROWS = [
         "editor re-files its note under another organization",
         "ann",
         lambda d: notes(d)["a1"].__setitem__("org", "beta"),
-        "set by the server",
+        "follow from who created it",
         lambda c: c["notes"]["a1"]["org"] == "alpha",
     ),
     Row(
-        "editor's new note claims another organization: stamped with its own",
+        "editor's new note claims another organization: attributed to its own, nothing rewritten",
         "ann",
         lambda d: notes(d).__setitem__("a2", note("gains", "new", org="beta", author="u_bob")),
         None,

@@ -2,6 +2,7 @@
 // The vocabulary mirrors server/canvas/fit.py; the server stamps and checks everything, so
 // these helpers only decide what the UI offers (a refused write is undone by the server).
 import * as Y from 'yjs'
+import { authorOf } from './attribution'
 import type { BlockInfo, NoteInfo } from './model'
 import { newId } from './notes'
 import type { Claims } from './session'
@@ -64,7 +65,9 @@ export function readLinks(f: FitDoc): LinkInfo[] {
   f.links.forEach((v, id) => {
     if (!(v instanceof Y.Map)) return
     const strength = v.get('strength') === 'essential' ? 'essential' : 'nice-to-have'
-    out.push({ id, from: str(v.get('from')), to: str(v.get('to')), kind: str(v.get('kind')), strength, org: str(v.get('org')) })
+    // Its organization by the attribution rule (attribution.ts), like a note's.
+    const who = v.doc ? authorOf(v.doc, id, 'links') : null
+    out.push({ id, from: str(v.get('from')), to: str(v.get('to')), kind: str(v.get('kind')), strength, org: who ? who.org : str(v.get('org')) })
   })
   return out.sort((a, b) => a.id.localeCompare(b.id))
 }
@@ -119,7 +122,8 @@ export function addLink(f: FitDoc, from: string, to: string, strength: Strength,
     f.links.set(
       id,
       new Y.Map<unknown>(
-        Object.entries({ from, to, kind, strength, org: me.org, author: me.sub, author_name: me.name, created_at: Date.now() / 1000 }),
+        // Author and name are not written: they follow from this client's id (attribution.ts).
+        Object.entries({ from, to, kind, strength, org: me.org, created_at: Date.now() / 1000 }),
       ),
     )
   }, origin)

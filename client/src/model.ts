@@ -1,6 +1,7 @@
 // Plain snapshots of the shared document, read defensively: the doc is written by
 // browsers, the server and other tools, so every field may be missing or mistyped.
 import * as Y from 'yjs'
+import { authorOf } from './attribution'
 import { NEUTRAL_COLOR, initials as makeInitials, safeColor } from './colors'
 
 export interface BlockInfo {
@@ -71,13 +72,16 @@ export function readBlock(id: string, m: unknown): BlockInfo | null {
 export function readNote(id: string, m: unknown): NoteInfo | null {
   if (!(m instanceof Y.Map)) return null
   const n = m as YMapAny
+  // Organization and author by the attribution rule (attribution.ts), never the note's own
+  // fields: those are whatever its creator wrote.
+  const who = n.doc ? authorOf(n.doc, id) : null
   return {
     id,
     block: str(n.get('block')),
     text: textOf(n.get('text')),
-    org: str(n.get('org')),
-    author: str(n.get('author')),
-    authorName: str(n.get('author_name')),
+    org: who ? who.org : str(n.get('org')),
+    author: who ? who.user : str(n.get('author')),
+    authorName: who ? who.name : str(n.get('author_name')),
     color: safeColor(n.get('color')),
     x: clamp01(num(n.get('x'))),
     y: clamp01(num(n.get('y'))),

@@ -75,9 +75,10 @@ export function addNote(
     // Fill the map before inserting it: one atomic map entry, observers see a complete note.
     note.set('block', blockId)
     note.set('text', new Y.Text(opts.text ?? ''))
+    // Author and name are not written: they follow from this client's id (attribution.ts).
+    // The organization is, for a facilitator filing the note under a partner; the server
+    // trusts it from facilitators only.
     note.set('org', author.org)
-    note.set('author', author.id)
-    note.set('author_name', author.name)
     note.set('color', author.color)
     note.set('x', clamp01(at.x))
     note.set('y', clamp01(at.y))

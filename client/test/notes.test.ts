@@ -12,6 +12,9 @@ describe('notes', () => {
     const m = c.notes.get(id) as Y.Map<unknown>
     expect(m.get('text')).toBeInstanceOf(Y.Text)
     expect(m.get('votes')).toBeInstanceOf(Y.Map)
+    // Author and name are not written: the server's ids root says who this client id is.
+    expect(m.has('author') || m.has('author_name')).toBe(false)
+    c.doc.getMap('ids').set(String(c.doc.clientID), { user: 'u1', org: 'acme', name: 'Alice', facilitator: false })
     expect(readNote(id, m)).toMatchObject({ block: 'pains', text: 'slow onboarding', org: 'acme', author: 'u1', authorName: 'Alice', color: '#2f6fdb', createdAt: 42 })
   })
 

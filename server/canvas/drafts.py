@@ -19,6 +19,8 @@ from typing import Any
 
 from pycrdt import Doc, Map, Text
 
+from . import attribution
+from .attribution import Author
 from .schema import server_client_id
 
 # The frame copied from the shared canvas: draft notes need blocks to sit in and organizations
@@ -91,8 +93,11 @@ class Draft:
 
 
 def drafts_in(doc: Doc, ids: Iterable[str] | None = None) -> list[Draft]:
-    """The draft notes of a draft space (all, or those of ``ids`` that exist)."""
+    """The draft notes of a draft space (all, or those of ``ids`` that exist), attributed by
+    the rule (``attribution.py``): a reveal writes them as the server, whose fields are
+    trusted, so what they say must be who wrote each draft, never what its fields claimed."""
     notes = doc.get("notes", type=Map)
+    authors = attribution.authors_of(doc)
     keys = list(notes.keys()) if ids is None else [i for i in ids if i in notes]
     out: list[Draft] = []
     for nid in sorted(keys):
@@ -109,17 +114,10 @@ def drafts_in(doc: Doc, ids: Iterable[str] | None = None) -> list[Draft]:
                     runs = [(v, None)]
             else:
                 fields[k] = v.to_py() if isinstance(v, Map) else v
-        org = fields.get("org")
-        author = fields.get("author")
-        out.append(
-            Draft(
-                nid,
-                org if isinstance(org, str) else "",
-                author if isinstance(author, str) else "",
-                fields,
-                runs,
-            )
-        )
+        who = authors.get(nid)
+        if who is not None:
+            fields.update(who.fields())
+        out.append(Draft(nid, who.org if who else "", who.user if who else "", fields, runs))
     return out
 
 
@@ -127,19 +125,19 @@ def count(doc: Doc) -> int:
     return len(doc.get("notes", type=Map))
 
 
-def same_note(shared: Doc, draft: Draft) -> bool:
-    """The shared canvas holds this draft already (an earlier reveal of it committed)."""
-    note = shared.get("notes", type=Map).get(draft.id)
-    return (
-        isinstance(note, Map)
-        and note.get("org") == draft.org
-        and note.get("author") == draft.author
-    )
+def same_note(shared: Doc, draft: Draft, authors: dict[str, Author] | None = None) -> bool:
+    """The shared canvas holds this draft already (an earlier reveal of it committed), by
+    attribution (``authors``: ``attribution.authors_of(shared)``, read once by the caller):
+    a note someone wrote under the draft's id with its author's fields is not it."""
+    if draft.id not in shared.get("notes", type=Map):
+        return False
+    who = (authors if authors is not None else attribution.authors_of(shared)).get(draft.id)
+    return who is not None and (who.org, who.user) == (draft.org, draft.author)
 
 
-def taken(shared: Doc, draft: Draft) -> bool:
+def taken(shared: Doc, draft: Draft, authors: dict[str, Author] | None = None) -> bool:
     """The id is used in the shared canvas by another note: revealing would overwrite it."""
-    return draft.id in shared.get("notes", type=Map) and not same_note(shared, draft)
+    return draft.id in shared.get("notes", type=Map) and not same_note(shared, draft, authors)
 
 
 def _value(v: Any) -> Any:

@@ -17,7 +17,7 @@ from pycrdt import Doc, Map, Text
 
 from .. import yupdate as y
 from ..policy import set_text
-from .schema import CONTAINERS, ROOT_CLASSES, ROOTS
+from .schema import CONTAINERS, CONTENT_ROOTS, ROOT_CLASSES
 
 
 def _same(current: Any, want: Any) -> bool:
@@ -64,7 +64,7 @@ def _assign(live: Map, cls: str, want: dict[str, Any]) -> None:
             live[key] = value
 
 
-def make_equal(doc: Doc, content: dict[str, Any], roots: tuple[str, ...] = ROOTS) -> None:
+def make_equal(doc: Doc, content: dict[str, Any], roots: tuple[str, ...] = CONTENT_ROOTS) -> None:
     """Write into ``doc`` whatever makes its ``roots`` equal ``content`` (``doc_to_json``'s
     shape). Call inside one transaction (``Room.apply_server_change``)."""
     for name in roots:

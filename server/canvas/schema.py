@@ -2,7 +2,8 @@
 
 Used by the validator (``server/vouch.py``: an update that puts anything else anywhere is refused
 before it is applied), by the policy (its roots) and by the JSON export. The document is eleven
-root maps (four, plus the three of fit across partners and the four of running the workshop);
+root maps (four, plus the three of fit across partners, the four of running the workshop and
+the server's ``ids``);
 every container is a *class* below, and each says which children it takes:
 
 * ``meta``   – plain values (title, template, created_at, protect_notes, …)
@@ -17,6 +18,9 @@ every container is a *class* below, and each says which children it takes:
 * ``rounds``, ``timers`` – id -> Map of plain values, written by the server only
 * ``stage``  – plain values, written by the server only (frozen, gather, spotlight, …)
 * ``comments`` – comment id -> Map ``comment`` of plain values (server-stamped author)
+* ``ids``    – client id (decimal string) -> a plain map {user, org, name, facilitator}, written by
+  the server only, once per client id that authors structs: who wrote what
+  (``canvas/attribution.py``: a note's organization and author follow from it)
 
 Nothing else: no other roots, no Arrays, no Xml types, no embeds, binaries or subdocuments, and so
 a bounded depth (root, entry, field, leaf). Deleted content (tombstones) may appear anywhere.
@@ -31,13 +35,26 @@ from .. import yupdate as y
 
 FIT_ROOTS = ("links", "exchange", "overlaps")  # fit across partners (canvas/fit.py)
 WORKSHOP_ROOTS = ("rounds", "timers", "stage", "comments")  # running the workshop (workshop/)
-ROOTS: tuple[str, ...] = ("meta", "blocks", "notes", "orgs", *FIT_ROOTS, *WORKSHOP_ROOTS)
+IDS_ROOT = "ids"  # client id -> who it is bound to (canvas/attribution.py)
+ROOTS: tuple[str, ...] = (
+    "meta",
+    "blocks",
+    "notes",
+    "orgs",
+    *FIT_ROOTS,
+    *WORKSHOP_ROOTS,
+    IDS_ROOT,
+)
+# What a canvas's content is (``canvas/export.py``): every root but ``ids``, which is folded
+# into the notes' attribution.
+CONTENT_ROOTS: tuple[str, ...] = tuple(r for r in ROOTS if r != IDS_ROOT)
 
 # Roots only the server writes (HTTP routes, after checking who asks): the policy refuses every
 # session's change to them, a facilitator's too, so what they hold is what a route validated.
 # ``rounds``: vote rounds and, once revealed, their tallies; ``timers``: server-time timers;
-# ``stage``: freeze, "bring everyone to me", spotlight, comment settings (server/workshop/).
-SERVER_ROOTS = frozenset(("rounds", "timers", "stage"))
+# ``stage``: freeze, "bring everyone to me", spotlight, comment settings (server/workshop/);
+# ``ids``: who each client id is (the attribution of everything that id wrote).
+SERVER_ROOTS = frozenset(("rounds", "timers", "stage", IDS_ROOT))
 
 
 def server_client_id() -> int:
@@ -101,6 +118,8 @@ CONTAINERS: dict[str, Container] = {
     # org and created_at stamped by the server: server/workshop/comments.py)
     "comments": Container(other=Slot(types={y.MAP: "comment"})),
     "comment": Container(other=VALUES),
+    # client id -> {user, org, name, facilitator}: written by the server only (SERVER_ROOTS)
+    "ids": Container(other=VALUES),
 }
 
 # Root name -> its class (roots are Maps whose class is their name).
