@@ -52,7 +52,7 @@ class CountingSession(Session):
         return False
 
 
-def writer_frames(state: bytes, client_id: int, n: int, tag: str) -> list[bytes]:
+def writer_frames(state: bytes, client_id: int, n: int, tag: str, block: str) -> list[bytes]:
     doc: Doc = Doc(client_id=client_id)
     doc.apply_update(state)
     notes = doc.get("notes", type=Map)
@@ -62,7 +62,7 @@ def writer_frames(state: bytes, client_id: int, n: int, tag: str) -> list[bytes]
         with doc.transaction():
             notes[f"{tag}-{k}"] = Map(
                 {
-                    "block": "sticky",
+                    "block": block,
                     "text": f"note {k} from writer 0",
                     "org": "org-1",
                     "author": "writer-0",
@@ -103,7 +103,12 @@ async def main() -> None:
         sessions = [CountingSession(ident) for _ in range(a.sessions)]
         for s in sessions:
             await room.join(s)
-        frames = writer_frames(room.doc.get_update(), 1000 + r, a.updates, f"r{r}")
+        # The harness's clients are facilitators writing to "sticky"; an editor writes into a
+        # block of the template (elsewhere its note would be refused).
+        block = (
+            "sticky" if a.role == "facilitator" else next(iter(room.doc.get("blocks", type=Map)))
+        )
+        frames = writer_frames(room.doc.get_update(), 1000 + r, a.updates, f"r{r}", block)
         plan.append((room, sessions, frames))
     total = a.rooms * a.updates
     prof = cProfile.Profile() if a.profile else None

@@ -226,6 +226,8 @@ class Room(BrokerListener):
         self.doc: Doc = Doc(client_id=server_client_id())
         # Who owns each client id, and the structural validator with its index of the doc.
         self.client_ids = ClientIds(canvas_id, store)
+        # Client ids known to have their ``ids`` entry in the document (see _attribute).
+        self._attributed: set[int] = set()
         self.vouch = Vouch(self._extract)
         self.sessions: set[Session] = set()
         self.closed = False
@@ -350,8 +352,12 @@ class Room(BrokerListener):
         is into ``ids`` (once per id), as a server change queued ahead of the update: the
         pipeline releases in order, so the entry is durable and reaches every receiver (the
         sender too) no later than the note it attributes."""
+        known = self._attributed
+        if all(c in known for c in clients):
+            return  # every update after an id's first: no document read
         ids = self.doc.get(attribution.IDS, type=Map)
         fresh = [c for c in clients if str(c) not in ids]
+        known.update(c for c in clients if c not in fresh)
         if not fresh:
             return
         identity = session.identity
@@ -368,6 +374,7 @@ class Room(BrokerListener):
                 ids[str(c)] = attribution.ids_entry(user, org, identity.name, facilitator)
 
         update = transact(self.doc, "server", write)
+        known.update(fresh)
         if update is not None:
             self._learn(update)
             self._relay(update, (), None)
