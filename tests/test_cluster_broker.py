@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -306,6 +307,105 @@ async def test_four_nodes_on_one_redis_converge_and_survive_a_killed_node(
             await close_all(moved + fresh)
         finally:
             await close_all(clients)
+
+
+# -- a silently dead shard: SIGSTOP, no failover ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frozen_rc() -> Iterator[RedisClusterServers]:
+    """Three primaries without replicas that keep serving their own slots while one of them is
+    frozen (``cluster-require-full-coverage no``): nothing fails over, the frozen shard's canvases
+    can only wait for it."""
+    servers = RedisClusterServers(
+        primaries=3, replicas=0, extra_args=("--cluster-require-full-coverage", "no")
+    ).start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def thawed(frozen_rc: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    try:
+        yield frozen_rc
+    finally:
+        for port in list(frozen_rc.paused):
+            frozen_rc.resume_node(port)
+        frozen_rc.wait_ok()
+
+
+async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_it_thaws(
+    thawed: RedisClusterServers,
+) -> None:
+    prefix = f"f{uuid.uuid4().hex[:6]}:"
+    a = fast_cluster_broker(thawed.url, "a", prefix)
+    b = fast_cluster_broker(thawed.url, "b", prefix)
+    await a.start()
+    await b.start()
+    try:
+        canvases = [f"canvas-{i}" for i in range(12)]
+        recorders = {c: Recorder() for c in canvases}
+        for c in canvases:
+            await a.subscribe(c, Recorder())
+            await b.subscribe(c, recorders[c])
+        victim = b.shard_of(canvases[0])
+        assert victim is not None
+        hit = [c for c in canvases if b.shard_of(c) == victim]
+        spared = [c for c in canvases if b.shard_of(c) != victim]
+        assert spared, "every canvas landed on one primary"
+
+        thawed.pause_node(int(victim.rsplit(":", 1)[1]))
+        # Both nodes keep writing everywhere; the spared canvases' edits arrive as fast as ever,
+        # through the frozen shard being noticed (b's subscriber, a's publishing lane) and after.
+        worst = 0.0
+        rounds = 0
+        while b.connected or a.connected or a.stats().dropped == 0 or rounds < 20:
+            rounds += 1
+            payload = f"round {rounds}".encode()
+            sent = time.monotonic()
+            for c in canvases:
+                a.publish(c, KIND_UPDATE, payload)
+            for c in spared:
+                r = recorders[c]
+                await r.wait_for(
+                    lambda r=r, p=payload: r.messages[-1:] != [] and r.messages[-1].payload == p,
+                    within=5,
+                )  # type: ignore[misc]
+            worst = max(worst, time.monotonic() - sent)
+            assert rounds < 2000, "the frozen shard was never noticed"
+            await asyncio.sleep(0.01)  # a writer's pace, not a wait for anything
+        assert worst < 0.5, f"an edit on a healthy shard took {worst:.2f}s to cross"
+        assert all(recorders[c].gaps == 0 for c in spared)
+
+        # A lost tail on a spared canvas is still revealed by its mark within about a second.
+        a.drop_next_publishes(1)
+        a.publish(spared[0], KIND_UPDATE, b"lost tail")
+        lost_at = time.monotonic()
+        r0 = recorders[spared[0]]
+        await r0.wait_for(lambda: r0.gaps == 1, within=3)
+        assert time.monotonic() - lost_at < 2.5
+
+        # Thawed: the frozen shard's canvases heal on both nodes and flow again; the spared ones
+        # are not disturbed (no needless reload from the store).
+        spared_gaps = {c: recorders[c].gaps for c in spared}
+        hit_gaps = {c: recorders[c].gaps for c in hit}
+        thawed.resume_node(int(victim.rsplit(":", 1)[1]))
+        await until(lambda: a.connected and b.connected, within=15)
+        await until(lambda: all(recorders[c].gaps > hit_gaps[c] for c in hit), within=5)
+        for c in hit:
+            a.publish(c, KIND_UPDATE, b"after the thaw")
+        for c in hit:
+            r = recorders[c]
+            await r.wait_for(
+                lambda r=r: r.messages[-1:] != [] and r.messages[-1].payload == b"after the thaw",
+                within=5,
+            )  # type: ignore[misc]
+        assert {c: recorders[c].gaps for c in spared} == spared_gaps
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_broker_is_chosen_by_the_url_scheme() -> None:
