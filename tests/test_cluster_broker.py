@@ -408,6 +408,48 @@ async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_i
         await b.close()
 
 
+async def test_two_nodes_keep_converging_on_the_healthy_shards_while_one_is_frozen(
+    tmp_path: Path, thawed: RedisClusterServers, pg_url: str
+) -> None:
+    """What a user sees: with one shard frozen, a canvas on another shard stays live across
+    nodes; the canvas on the frozen shard goes on locally and, once the shard thaws, both nodes
+    hold every note written on either of them meanwhile."""
+    async with nodes(tmp_path, pg_url, thawed.url, count=2) as servers:
+        frozen_canvas = servers[0].create_canvas()
+        victim = owner_port(thawed, f"cocanvas:canvas:{frozen_canvas['id']}")
+        live_canvas = servers[0].create_canvas()
+        while owner_port(thawed, f"cocanvas:canvas:{live_canvas['id']}") == victim:
+            live_canvas = servers[0].create_canvas()
+        live = await split_clients(tuple(servers), live_canvas, 2, "live")
+        cold = await split_clients(tuple(servers), frozen_canvas, 2, "cold")
+        try:
+            cold[0].add_note("before", "before the freeze")
+            await converged(cold, {"before"})
+
+            thawed.pause_node(victim)
+            # Edits on the live canvas cross nodes at the usual pace, one after another, for
+            # longer than the frozen shard takes to be noticed.
+            for i in range(30):
+                writer, reader = live[i % 2], live[1 - i % 2]
+                writer.add_note(f"live-{i}", "x")
+                sent = time.monotonic()
+                await reader.wait_for(lambda k=f"live-{i}": k in reader.notes, timeout=5)  # type: ignore[misc]
+                took = time.monotonic() - sent
+                assert took < 1.0, f"live edit {i} took {took:.2f}s to reach the other node"
+                cold[i % 2].add_note(f"cold-{i}", "y")  # written while its shard is frozen
+                await asyncio.sleep(0.1)  # a person's pace, not a wait for anything
+
+            thawed.resume_node(victim)
+            keys = {"before"} | {f"cold-{i}" for i in range(30)}
+            await converged(cold, keys, timeout=20)
+            await converged(live, {f"live-{i}" for i in range(30)})
+            fresh = await split_clients((servers[1],), frozen_canvas, 1, "fresh")
+            assert set(fresh[0].notes.keys()) == keys  # nothing lost, nothing twice
+            await close_all(fresh)
+        finally:
+            await close_all(live + cold)
+
+
 def test_broker_is_chosen_by_the_url_scheme() -> None:
     from server.broker import open_broker
     from server.broker.redis import RedisBroker
