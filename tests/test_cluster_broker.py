@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,40 @@ def owner_port(rc: RedisClusterServers, channel: str) -> int:
         client.close()
 
 
+def last_is(r: Recorder, payload: bytes) -> Callable[[], bool]:
+    return lambda: r.messages[-1:] != [] and r.messages[-1].payload == payload
+
+
+@contextlib.asynccontextmanager
+async def spread_over_shards(
+    servers: RedisClusterServers, tag: str
+) -> AsyncIterator[
+    tuple[RedisClusterBroker, RedisClusterBroker, dict[str, Recorder], str, list[str], list[str]]
+]:
+    """Two brokers on twelve canvases (b records them): (a, b, recorders, the shard of the first
+    canvas, the canvases on it, the canvases elsewhere)."""
+    prefix = f"{tag}{uuid.uuid4().hex[:6]}:"
+    a = fast_cluster_broker(servers.url, "a", prefix)
+    b = fast_cluster_broker(servers.url, "b", prefix)
+    await a.start()
+    await b.start()
+    try:
+        canvases = [f"canvas-{i}" for i in range(12)]
+        recorders = {c: Recorder() for c in canvases}
+        for c in canvases:
+            await a.subscribe(c, Recorder())
+            await b.subscribe(c, recorders[c])
+        victim = b.shard_of(canvases[0])
+        assert victim is not None
+        hit = [c for c in canvases if b.shard_of(c) == victim]
+        spared = [c for c in canvases if b.shard_of(c) != victim]
+        assert spared, "every canvas landed on one primary"
+        yield a, b, recorders, victim, hit, spared
+    finally:
+        await a.close()
+        await b.close()
+
+
 def test_url_names_the_startup_nodes() -> None:
     assert cluster_startup_nodes("redis+cluster://a:7000,b:7001") == [("a", 7000), ("b", 7001)]
     assert cluster_startup_nodes("redis+cluster://h") == [("h", 6379)]
@@ -109,23 +143,8 @@ async def test_canvases_spread_over_every_primary(healthy: RedisClusterServers) 
 async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_heal(
     healthy: RedisClusterServers,
 ) -> None:
-    prefix = f"k{uuid.uuid4().hex[:6]}:"
-    a = fast_cluster_broker(healthy.url, "a", prefix)
-    b = fast_cluster_broker(healthy.url, "b", prefix)
-    await a.start()
-    await b.start()
-    try:
-        canvases = [f"canvas-{i}" for i in range(12)]
-        recorders = {c: Recorder() for c in canvases}
-        for c in canvases:
-            await a.subscribe(c, Recorder())
-            await b.subscribe(c, recorders[c])
-        victim = b.shard_of(canvases[0])
-        assert victim is not None
+    async with spread_over_shards(healthy, "k") as (a, b, recorders, victim, hit, spared):
         port = int(victim.rsplit(":", 1)[1])
-        hit = [c for c in canvases if b.shard_of(c) == victim]
-        spared = [c for c in canvases if b.shard_of(c) != victim]
-        assert spared, "every canvas landed on one primary"
         states: list[bool] = []
         b.add_state_listener(states.append)
 
@@ -147,14 +166,7 @@ async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_hea
             a.publish(c, KIND_UPDATE, b"after failover")
         for c in hit:
             rec = recorders[c]
-            await rec.wait_for(
-                lambda rec=rec: (
-                    rec.messages[-1:] != [] and rec.messages[-1].payload == b"after failover"
-                )
-            )  # type: ignore[misc]
-    finally:
-        await a.close()
-        await b.close()
+            await rec.wait_for(last_is(rec, b"after failover"))
 
 
 async def test_a_migrated_slot_is_followed_to_its_new_primary(
@@ -339,23 +351,8 @@ def thawed(frozen_rc: RedisClusterServers) -> Iterator[RedisClusterServers]:
 async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_it_thaws(
     thawed: RedisClusterServers,
 ) -> None:
-    prefix = f"f{uuid.uuid4().hex[:6]}:"
-    a = fast_cluster_broker(thawed.url, "a", prefix)
-    b = fast_cluster_broker(thawed.url, "b", prefix)
-    await a.start()
-    await b.start()
-    try:
-        canvases = [f"canvas-{i}" for i in range(12)]
-        recorders = {c: Recorder() for c in canvases}
-        for c in canvases:
-            await a.subscribe(c, Recorder())
-            await b.subscribe(c, recorders[c])
-        victim = b.shard_of(canvases[0])
-        assert victim is not None
-        hit = [c for c in canvases if b.shard_of(c) == victim]
-        spared = [c for c in canvases if b.shard_of(c) != victim]
-        assert spared, "every canvas landed on one primary"
-
+    async with spread_over_shards(thawed, "f") as (a, b, recorders, victim, hit, spared):
+        canvases = hit + spared
         thawed.pause_node(int(victim.rsplit(":", 1)[1]))
         # Both nodes keep writing everywhere; the spared canvases' edits arrive as fast as ever,
         # through the frozen shard being noticed (b's subscriber, a's publishing lane) and after.
@@ -369,10 +366,7 @@ async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_i
                 a.publish(c, KIND_UPDATE, payload)
             for c in spared:
                 r = recorders[c]
-                await r.wait_for(
-                    lambda r=r, p=payload: r.messages[-1:] != [] and r.messages[-1].payload == p,
-                    within=5,
-                )  # type: ignore[misc]
+                await r.wait_for(last_is(r, payload), within=5)
             worst = max(worst, time.monotonic() - sent)
             assert rounds < 2000, "the frozen shard was never noticed"
             await asyncio.sleep(0.01)  # a writer's pace, not a wait for anything
@@ -398,14 +392,8 @@ async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_i
             a.publish(c, KIND_UPDATE, b"after the thaw")
         for c in hit:
             r = recorders[c]
-            await r.wait_for(
-                lambda r=r: r.messages[-1:] != [] and r.messages[-1].payload == b"after the thaw",
-                within=5,
-            )  # type: ignore[misc]
+            await r.wait_for(last_is(r, b"after the thaw"), within=5)
         assert {c: recorders[c].gaps for c in spared} == spared_gaps
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_two_nodes_keep_converging_on_the_healthy_shards_while_one_is_frozen(
@@ -433,7 +421,7 @@ async def test_two_nodes_keep_converging_on_the_healthy_shards_while_one_is_froz
                 writer, reader = live[i % 2], live[1 - i % 2]
                 writer.add_note(f"live-{i}", "x")
                 sent = time.monotonic()
-                await reader.wait_for(lambda k=f"live-{i}": k in reader.notes, timeout=5)  # type: ignore[misc]
+                await reader.wait_for(lambda k=f"live-{i}", r=reader: k in r.notes, timeout=5)  # type: ignore[misc]
                 took = time.monotonic() - sent
                 assert took < 1.0, f"live edit {i} took {took:.2f}s to reach the other node"
                 cold[i % 2].add_note(f"cold-{i}", "y")  # written while its shard is frozen
