@@ -148,6 +148,10 @@ async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_hea
         states: list[bool] = []
         b.add_state_listener(states.append)
 
+        a.publish(hit[0], KIND_UPDATE, b"before")
+        await recorders[hit[0]].wait_for(last_is(recorders[hit[0]], b"before"))
+        assert a.lanes().get(victim) is True
+
         healthy.kill_node(port)
         await until(lambda: not b.connected, within=5)
         # Canvases on the other primaries keep flowing while the shard fails over.
@@ -167,6 +171,8 @@ async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_hea
         for c in hit:
             rec = recorders[c]
             await rec.wait_for(last_is(rec, b"after failover"))
+        # The dead primary's publishing lane is retired, not probed forever.
+        await until(lambda: victim not in a.lanes(), within=15)
 
 
 async def test_a_migrated_slot_is_followed_to_its_new_primary(

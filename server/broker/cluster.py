@@ -50,7 +50,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.cluster import key_slot
+from redis.cluster import PRIMARY, key_slot
 from redis.exceptions import AskError, MovedError
 
 from .base import Broker, BrokerStats
@@ -63,6 +63,8 @@ SCHEME = "redis+cluster"
 
 _HB = b"hb:"
 _BYE = b"bye:"
+# How often an idle publishing lane checks that its node still owns slots.
+_LANE_IDLE_CHECK_S = 5.0
 
 
 def cluster_startup_nodes(url: str) -> list[tuple[str, int]]:
@@ -635,8 +637,33 @@ class RedisClusterBroker(Broker):
                 closing=lambda: self._closing,
                 max_backoff=self._max_backoff,
                 log=log,
+                idle=lambda: self._retire_lane_if_gone(lane),
             )
         )
+
+    async def _retire_lane_if_gone(self, lane: _Lane) -> bool:
+        """A lane whose node is no longer a primary (failed over, removed) stops: its slots'
+        channels already route to their new owner's lane. A stuck primary that still owns its
+        slots is waited for."""
+        if self._is_primary(lane.name):
+            return False
+        if self._lanes.get(lane.name) is lane:
+            del self._lanes[lane.name]
+        self._lost_messages(list(lane.queue))
+        lane.queue.clear()
+        log.info("cluster lane %s retired: no longer a primary", lane.name)
+        return True
+
+    def _is_primary(self, name: str) -> bool:
+        if self._cluster is None:
+            return False
+        node = self._cluster.nodes_manager.nodes_cache.get(name)
+        return node is not None and node.server_type == PRIMARY
+
+    def lanes(self) -> dict[str, bool]:
+        """Publishing lanes by primary (host:port) and whether each is healthy (tests,
+        diagnostics)."""
+        return {name: lane.healthy for name, lane in self._lanes.items()}
 
     async def _connect_lane(self, lane: _Lane) -> None:
         lane.client = Redis(
@@ -662,9 +689,12 @@ class RedisClusterBroker(Broker):
         assert client is not None
         while True:
             if not lane.queue:
-                if self._closing:
-                    return
-                await lane.wake.wait()
+                if self._closing or not self._is_primary(lane.name):
+                    return  # the supervisor retires a lane whose node lost its slots
+                # Idle: look again now and then whether the node still owns slots.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LANE_IDLE_CHECK_S):
+                        await lane.wake.wait()
                 lane.wake.clear()
                 continue
             count = min(len(lane.queue), self._batch_max)
