@@ -6,7 +6,8 @@ like a key: one channel per canvas (``<prefix>canvas:<id>``) puts each canvas on
 canvases spread over all of them.
 
 What comes from redis-py (``redis.asyncio.cluster.RedisCluster``): the slot map and topology
-refresh after a failover (``nodes_manager.initialize``). What is written here, and why: redis-py's async ``ClusterPubSub`` multiplexes its per-node subscribers through
+refresh after a failover (``nodes_manager.initialize``). What is written here, and why:
+redis-py's async ``ClusterPubSub`` multiplexes its per-node subscribers through
 ``get_sharded_message``, which polls them round-robin with a timeout (latency or a busy loop),
 and it notices a dead node only on the next read. The broker instead keeps one supervised
 subscriber connection per primary (a :class:`_Shard`) whose reader blocks on that socket alone,
@@ -605,12 +606,13 @@ class RedisClusterBroker(Broker):
         return lane is not None and lane.healthy
 
     def _lane_for(self, channel: bytes) -> _Lane | None:
-        """The lane to the primary of the channel's slot (the subscriber's shard when we carry
-        the channel, else the slot map), started on first use."""
+        """The lane to the primary of the channel's slot, started on first use: the subscriber's
+        shard while it is subscribed there (a dict lookup on the hot path), else the slot map
+        (a shard that is down may be waiting for a slot that has moved on)."""
         if not self._ready:
             return None
         shard = self._placed.get(channel)
-        if shard is not None:
+        if shard is not None and shard.up:
             name, host, port = shard.name, shard.host, shard.port
         else:
             try:
