@@ -7,6 +7,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -162,9 +163,17 @@ class RedisClusterServers:
     """A private Redis Cluster: ``primaries`` redis-servers with ``replicas`` replicas each, on
     free ports, created with ``redis-cli --cluster create`` and waited for by condition
     (``cluster_state:ok`` on every node, every slot covered). Tests may kill one node and start it
-    again (it rejoins from its own ``nodes.conf``)."""
+    again (it rejoins from its own ``nodes.conf``), or freeze it (``pause_node``: SIGSTOP, the
+    socket stays open and nothing answers) and thaw it. ``extra_args`` go to every redis-server.
+    """
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         cli = shutil.which("redis-cli")
         require(
@@ -176,6 +185,8 @@ class RedisClusterServers:
         self.count = primaries * (1 + replicas)
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
+        self.extra_args = extra_args
+        self.paused: set[int] = set()
         self.root = Path(tempfile.mkdtemp(prefix="cocanvas-rc-"))
         self.ports = [self._cluster_port() for _ in range(self.count)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -228,6 +239,7 @@ class RedisClusterServers:
                 "no",
                 "--dir",
                 str(workdir),
+                *self.extra_args,
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -239,6 +251,17 @@ class RedisClusterServers:
         if proc is not None:
             proc.kill()
             proc.wait()
+
+    def pause_node(self, port: int) -> None:
+        """SIGSTOP: a silently dead server (its connections stay open, nothing answers)."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+        self.paused.add(port)
+
+    def resume_node(self, port: int) -> None:
+        proc = self.procs.get(port)
+        if proc is not None and port in self.paused:
+            proc.send_signal(signal.SIGCONT)
+        self.paused.discard(port)
 
     def start(self) -> RedisClusterServers:
         for port in self.ports:
@@ -287,6 +310,8 @@ class RedisClusterServers:
         return []
 
     def stop(self) -> None:
+        for port in list(self.paused):
+            self.resume_node(port)
         for port in list(self.procs):
             self.kill_node(port)
         shutil.rmtree(self.root, ignore_errors=True)

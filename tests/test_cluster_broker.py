@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,49 @@ def owner_port(rc: RedisClusterServers, channel: str) -> int:
         client.close()
 
 
+def last_is(r: Recorder, payload: bytes) -> Callable[[], bool]:
+    return lambda: r.messages[-1:] != [] and r.messages[-1].payload == payload
+
+
+def has_note(c: YClient, key: str) -> Callable[[], bool]:
+    return lambda: key in c.notes
+
+
+@contextlib.asynccontextmanager
+async def spread_over_shards(
+    servers: RedisClusterServers, tag: str, node_timeout: float = 0.6
+) -> AsyncIterator[
+    tuple[RedisClusterBroker, RedisClusterBroker, dict[str, Recorder], str, list[str], list[str]]
+]:
+    """Two brokers on twelve canvases (b records them): (a, b, recorders, the shard of the first
+    canvas, the canvases on it, the canvases elsewhere). Heartbeats every 0.1 s; a node is
+    lost after ``node_timeout``."""
+    prefix = f"{tag}{uuid.uuid4().hex[:6]}:"
+    a, b = (
+        RedisClusterBroker(
+            servers.url, name, prefix, heartbeat_interval=0.1, node_timeout=node_timeout
+        )
+        for name in "ab"
+    )
+    await a.start()
+    await b.start()
+    try:
+        canvases = [f"canvas-{i}" for i in range(12)]
+        recorders = {c: Recorder() for c in canvases}
+        for c in canvases:
+            await a.subscribe(c, Recorder())
+            await b.subscribe(c, recorders[c])
+        victim = b.shard_of(canvases[0])
+        assert victim is not None
+        hit = [c for c in canvases if b.shard_of(c) == victim]
+        spared = [c for c in canvases if b.shard_of(c) != victim]
+        assert spared, "every canvas landed on one primary"
+        yield a, b, recorders, victim, hit, spared
+    finally:
+        await a.close()
+        await b.close()
+
+
 def test_url_names_the_startup_nodes() -> None:
     assert cluster_startup_nodes("redis+cluster://a:7000,b:7001") == [("a", 7000), ("b", 7001)]
     assert cluster_startup_nodes("redis+cluster://h") == [("h", 6379)]
@@ -108,25 +152,14 @@ async def test_canvases_spread_over_every_primary(healthy: RedisClusterServers) 
 async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_heal(
     healthy: RedisClusterServers,
 ) -> None:
-    prefix = f"k{uuid.uuid4().hex[:6]}:"
-    a = fast_cluster_broker(healthy.url, "a", prefix)
-    b = fast_cluster_broker(healthy.url, "b", prefix)
-    await a.start()
-    await b.start()
-    try:
-        canvases = [f"canvas-{i}" for i in range(12)]
-        recorders = {c: Recorder() for c in canvases}
-        for c in canvases:
-            await a.subscribe(c, Recorder())
-            await b.subscribe(c, recorders[c])
-        victim = b.shard_of(canvases[0])
-        assert victim is not None
+    async with spread_over_shards(healthy, "k") as (a, b, recorders, victim, hit, spared):
         port = int(victim.rsplit(":", 1)[1])
-        hit = [c for c in canvases if b.shard_of(c) == victim]
-        spared = [c for c in canvases if b.shard_of(c) != victim]
-        assert spared, "every canvas landed on one primary"
         states: list[bool] = []
         b.add_state_listener(states.append)
+
+        a.publish(hit[0], KIND_UPDATE, b"before")
+        await recorders[hit[0]].wait_for(last_is(recorders[hit[0]], b"before"))
+        assert a.lanes().get(victim) is True
 
         healthy.kill_node(port)
         await until(lambda: not b.connected, within=5)
@@ -146,14 +179,9 @@ async def test_a_killed_primary_its_canvases_follow_the_promoted_replica_and_hea
             a.publish(c, KIND_UPDATE, b"after failover")
         for c in hit:
             rec = recorders[c]
-            await rec.wait_for(
-                lambda rec=rec: (
-                    rec.messages[-1:] != [] and rec.messages[-1].payload == b"after failover"
-                )
-            )  # type: ignore[misc]
-    finally:
-        await a.close()
-        await b.close()
+            await rec.wait_for(last_is(rec, b"after failover"))
+        # The dead primary's publishing lane is retired, not probed forever.
+        await until(lambda: victim not in a.lanes(), within=15)
 
 
 async def test_a_migrated_slot_is_followed_to_its_new_primary(
@@ -306,6 +334,128 @@ async def test_four_nodes_on_one_redis_converge_and_survive_a_killed_node(
             await close_all(moved + fresh)
         finally:
             await close_all(clients)
+
+
+# -- a silently dead shard: SIGSTOP, no failover ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frozen_rc() -> Iterator[RedisClusterServers]:
+    """Three primaries without replicas that keep serving their own slots while one of them is
+    frozen (``cluster-require-full-coverage no``): nothing fails over, the frozen shard's canvases
+    can only wait for it."""
+    servers = RedisClusterServers(
+        primaries=3, replicas=0, extra_args=("--cluster-require-full-coverage", "no")
+    ).start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def thawed(frozen_rc: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    try:
+        yield frozen_rc
+    finally:
+        for port in list(frozen_rc.paused):
+            frozen_rc.resume_node(port)
+        frozen_rc.wait_ok()
+
+
+async def test_a_frozen_shard_stalls_only_its_own_canvases_and_they_heal_after_it_thaws(
+    thawed: RedisClusterServers,
+) -> None:
+    # A node is lost after 3 s without heartbeats, above the 2 s reconnect backoff as in
+    # production (10 s): when the heartbeats' shard is the frozen one, the sender's lane may
+    # come back a backoff later than the receiver's subscriber.
+    async with spread_over_shards(thawed, "f", node_timeout=3.0) as spread:
+        a, b, recorders, victim, hit, spared = spread
+        canvases = hit + spared
+        thawed.pause_node(int(victim.rsplit(":", 1)[1]))
+        # Both nodes keep writing everywhere; the spared canvases' edits arrive as fast as ever,
+        # through the frozen shard being noticed (b's subscriber, a's publishing lane) and after.
+        worst = 0.0
+        rounds = 0
+        while b.connected or a.connected or a.stats().dropped == 0 or rounds < 20:
+            rounds += 1
+            payload = f"round {rounds}".encode()
+            sent = time.monotonic()
+            for c in canvases:
+                a.publish(c, KIND_UPDATE, payload)
+            for c in spared:
+                r = recorders[c]
+                await r.wait_for(last_is(r, payload), within=5)
+            worst = max(worst, time.monotonic() - sent)
+            assert rounds < 2000, "the frozen shard was never noticed"
+            await asyncio.sleep(0.01)  # a writer's pace, not a wait for anything
+        assert worst < 0.5, f"an edit on a healthy shard took {worst:.2f}s to cross"
+        assert all(recorders[c].gaps == 0 for c in spared)
+
+        # A lost tail on a spared canvas is still revealed by its mark within about a second.
+        a.drop_next_publishes(1)
+        a.publish(spared[0], KIND_UPDATE, b"lost tail")
+        lost_at = time.monotonic()
+        r0 = recorders[spared[0]]
+        await r0.wait_for(lambda: r0.gaps == 1, within=3)
+        assert time.monotonic() - lost_at < 2.5
+
+        # Thawed: the frozen shard's canvases heal on both nodes and flow again; the spared ones
+        # are not disturbed (no needless reload from the store).
+        spared_gaps = {c: recorders[c].gaps for c in spared}
+        hit_gaps = {c: recorders[c].gaps for c in hit}
+        thawed.resume_node(int(victim.rsplit(":", 1)[1]))
+        await until(lambda: a.connected and b.connected, within=15)
+        await until(lambda: all(recorders[c].gaps > hit_gaps[c] for c in hit), within=5)
+        for c in hit:
+            a.publish(c, KIND_UPDATE, b"after the thaw")
+        for c in hit:
+            r = recorders[c]
+            await r.wait_for(last_is(r, b"after the thaw"), within=5)
+        assert {c: recorders[c].gaps for c in spared} == spared_gaps
+        assert all(r.lost == [] for r in recorders.values())  # nobody's cursor vanished
+
+
+async def test_two_nodes_keep_converging_on_the_healthy_shards_while_one_is_frozen(
+    tmp_path: Path, thawed: RedisClusterServers, pg_url: str
+) -> None:
+    """What a user sees: with one shard frozen, a canvas on another shard stays live across
+    nodes; the canvas on the frozen shard goes on locally and, once the shard thaws, both nodes
+    hold every note written on either of them meanwhile."""
+    async with nodes(tmp_path, pg_url, thawed.url, count=2) as servers:
+        frozen_canvas = servers[0].create_canvas()
+        victim = owner_port(thawed, f"cocanvas:canvas:{frozen_canvas['id']}")
+        live_canvas = servers[0].create_canvas()
+        while owner_port(thawed, f"cocanvas:canvas:{live_canvas['id']}") == victim:
+            live_canvas = servers[0].create_canvas()
+        live = await split_clients(tuple(servers), live_canvas, 2, "live")
+        cold = await split_clients(tuple(servers), frozen_canvas, 2, "cold")
+        try:
+            cold[0].add_note("before", "before the freeze")
+            await converged(cold, {"before"})
+
+            thawed.pause_node(victim)
+            # Edits on the live canvas cross nodes at the usual pace, one after another, for
+            # longer than the frozen shard takes to be noticed.
+            for i in range(30):
+                writer, reader = live[i % 2], live[1 - i % 2]
+                writer.add_note(f"live-{i}", "x")
+                sent = time.monotonic()
+                await reader.wait_for(has_note(reader, f"live-{i}"), timeout=5)
+                took = time.monotonic() - sent
+                assert took < 1.0, f"live edit {i} took {took:.2f}s to reach the other node"
+                cold[i % 2].add_note(f"cold-{i}", "y")  # written while its shard is frozen
+                await asyncio.sleep(0.1)  # a person's pace, not a wait for anything
+
+            thawed.resume_node(victim)
+            keys = {"before"} | {f"cold-{i}" for i in range(30)}
+            await converged(cold, keys, timeout=20)
+            await converged(live, {f"live-{i}" for i in range(30)})
+            fresh = await split_clients((servers[1],), frozen_canvas, 1, "fresh")
+            assert set(fresh[0].notes.keys()) == keys  # nothing lost, nothing twice
+            await close_all(fresh)
+        finally:
+            await close_all(live + cold)
 
 
 def test_broker_is_chosen_by_the_url_scheme() -> None:

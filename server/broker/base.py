@@ -13,7 +13,7 @@ import abc
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..protocol import ProtocolError, read_varbytes, read_varuint, write_varbytes, write_varuint
@@ -188,7 +188,9 @@ class Broker(abc.ABC):
         """Repeat the latest sequence number of recently used canvases.
 
         A gap is otherwise only noticed when the next message arrives; if the lost message was the
-        last one for a while, the mark reveals it within a second.
+        last one for a while, the mark reveals it within a second. A canvas whose path is down
+        right now (``_can_mark``) keeps its place and is marked once the path is back, so a tail
+        lost to the outage is still revealed; the other canvases' marks keep flowing meanwhile.
         """
         try:
             while self._unmarked:
@@ -196,11 +198,29 @@ class Broker(abc.ABC):
                 canvases, self._unmarked = self._unmarked, set()
                 for canvas_id in canvases:
                     seq = self._out_seq.get(canvas_id)
-                    if seq is not None and self.connected:
-                        self._count(self._counts.published, KIND_MARK)
-                        self._send(canvas_id, encode_message(self.node_id, seq, KIND_MARK, b""))
+                    if seq is None:
+                        continue  # unsubscribed meanwhile
+                    if not self._can_mark(canvas_id):
+                        self._unmarked.add(canvas_id)
+                        continue
+                    self._count(self._counts.published, KIND_MARK)
+                    self._send(canvas_id, encode_message(self.node_id, seq, KIND_MARK, b""))
         finally:
             self._marker = None
+
+    def _can_mark(self, canvas_id: str) -> bool:
+        """Whether a mark for ``canvas_id`` can reach the transport now. One transport (Redis,
+        memory): it is connected. A sharded one answers per canvas, so one dead shard stalls
+        only the canvases that live on it."""
+        return self.connected
+
+    def _mark_soon(self, canvas_ids: Iterable[str]) -> None:
+        """Messages of these canvases were lost after they left ``publish`` (a transport lost
+        its queue): send their marks at the next round, so receivers learn of the loss even if
+        nothing else is published there."""
+        self._unmarked.update(c for c in canvas_ids if c in self._out_seq)
+        if self._unmarked and self._marker is None:
+            self._marker = asyncio.get_running_loop().create_task(self._mark_loop())
 
     def _stop_marker(self) -> None:
         """Closing: the mark loop must not outlive the broker (a pending task at loop close)."""
@@ -256,15 +276,17 @@ class Broker(abc.ABC):
         """A message from ``node_id`` arrived: implementations that track liveness note it, so a
         node that dies before its first heartbeat reached us is still noticed."""
 
-    def _set_connected(self, up: bool) -> None:
-        """Implementations call this on connection loss and return."""
+    def _set_connected(self, up: bool, *, heal_all: bool = True) -> None:
+        """Implementations call this on connection loss and return. ``heal_all=False``: the
+        implementation knows which canvases were cut off and heals only those itself (a sharded
+        transport whose other shards kept delivering)."""
         if up:
             if self._was_up:
                 self._counts.reconnects += 1
             self._was_up = True
         elif self._was_up:
             self._counts.disconnects += 1
-        if up:
+        if up and heal_all:
             # Anything may have been missed while down: every room heals.
             self._in_seq.clear()
             for listener in list(self._listeners.values()):

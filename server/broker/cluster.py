@@ -5,10 +5,9 @@ shards adds no pub/sub capacity. ``SPUBLISH``/``SSUBSCRIBE`` route a channel by 
 like a key: one channel per canvas (``<prefix>canvas:<id>``) puts each canvas on one shard, and
 canvases spread over all of them.
 
-What comes from redis-py (``redis.asyncio.cluster.RedisCluster``): the slot map, topology refresh
-after a failover (``nodes_manager.initialize``) and publishing (``ClusterPipeline`` groups the
-batch's ``SPUBLISH`` commands by owning node and keeps their order per node). What is written
-here, and why: redis-py's async ``ClusterPubSub`` multiplexes its per-node subscribers through
+What comes from redis-py (``redis.asyncio.cluster.RedisCluster``): the slot map and topology
+refresh after a failover (``nodes_manager.initialize``). What is written here, and why:
+redis-py's async ``ClusterPubSub`` multiplexes its per-node subscribers through
 ``get_sharded_message``, which polls them round-robin with a timeout (latency or a busy loop),
 and it notices a dead node only on the next read. The broker instead keeps one supervised
 subscriber connection per primary (a :class:`_Shard`) whose reader blocks on that socket alone,
@@ -16,6 +15,16 @@ as ``server/broker/redis.py`` does for one Redis: silence (no reply to our own P
 means the shard is down; its canvases then refresh the topology, move to the slot's new owner
 (a promoted replica) or wait for the node to return, and heal from the store once subscribed
 again. A slot migrated away (Redis sends an unrequested ``sunsubscribe``) moves the same way.
+
+Publishing is split the same way, one :class:`_Lane` per primary (its own connection, queue and
+task): a cluster-wide pipeline waits for its slowest node, so one silently dead shard (SIGSTOP, a
+TCP black hole: no error, just no answer) held every canvas's fan-out for the socket timeout. A
+lane's batch that is not answered within ``publish_timeout`` marks that lane stuck: what it held
+is dropped (the store has it) and its canvases' marks wait, while the other lanes and their marks
+go on; the lane probes its primary (PING) with backoff and, once answered, the waiting marks go out
+and reveal the loss to the receivers, whose rooms heal from the store. Both the subscribers and
+the lanes run in the shared supervision loop of ``supervisor.py``. One shard down stalls only the
+canvases whose slot lives on it: they alone heal when it returns (``heal_all=False``).
 
 The subscriber sends ``SSUBSCRIBE``/``SUNSUBSCRIBE`` as plain commands and reads raw replies:
 redis-py's async ``PubSub`` gained ``ssubscribe`` only in later releases, and its bookkeeping
@@ -33,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import defaultdict, deque
 from urllib.parse import urlsplit
@@ -43,10 +51,12 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.cluster import key_slot
-from redis.exceptions import RedisError
+from redis.cluster import PRIMARY, key_slot
+from redis.exceptions import AskError, MovedError
 
 from .base import Broker, BrokerStats
+from .supervisor import CONN_ERRORS as _CONN_ERRORS
+from .supervisor import Backoff, Supervised, read_until_silent, supervise
 
 log = logging.getLogger("cocanvas.broker.cluster")
 
@@ -54,7 +64,8 @@ SCHEME = "redis+cluster"
 
 _HB = b"hb:"
 _BYE = b"bye:"
-_CONN_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# How often an idle publishing lane checks that its node still owns slots.
+_LANE_IDLE_CHECK_S = 5.0
 
 
 def cluster_startup_nodes(url: str) -> list[tuple[str, int]]:
@@ -89,6 +100,20 @@ class _Shard:
         self.task: asyncio.Task[None] | None = None
 
 
+class _Lane:
+    """One primary's publishing connection and the queue that feeds it, in order."""
+
+    def __init__(self, name: str, host: str, port: int, queue_max: int) -> None:
+        self.name, self.host, self.port = name, host, port
+        self.queue: deque[tuple[bytes, bytes]] = deque(maxlen=queue_max)
+        self.inflight: list[tuple[bytes, bytes]] = []
+        self.wake = asyncio.Event()
+        self.client: Redis | None = None
+        # Optimistic until a batch goes unanswered: a new lane queues while it connects.
+        self.healthy = True
+        self.task: asyncio.Task[None] | None = None
+
+
 class RedisClusterBroker(Broker):
     def __init__(
         self,
@@ -102,6 +127,7 @@ class RedisClusterBroker(Broker):
         queue_max: int = 100_000,
         batch_max: int = 512,
         start_timeout: float = 5.0,
+        publish_timeout: float = 1.0,
     ) -> None:
         super().__init__(node_id)
         self.url = url
@@ -115,14 +141,16 @@ class RedisClusterBroker(Broker):
         self._max_backoff = max_backoff
         self._batch_max = batch_max
         self._start_timeout = start_timeout
+        # A primary that leaves a publish batch unanswered this long is stuck (not just slow).
+        self._publish_timeout = publish_timeout
+        self._queue_max = queue_max
 
         self._cluster: RedisCluster | None = None
         self._ready = False  # the slot map is known
         self._channels: set[bytes] = set()  # every channel we want, the nodes channel included
         self._placed: dict[bytes, _Shard] = {}
         self._shards: dict[str, _Shard] = {}
-        self._queue: deque[tuple[bytes, bytes]] = deque(maxlen=queue_max)
-        self._wake = asyncio.Event()
+        self._lanes: dict[str, _Lane] = {}  # by primary name; as many as primaries published to
         self._up = False
         self._up_event = asyncio.Event()
         self._closing = False
@@ -146,7 +174,6 @@ class RedisClusterBroker(Broker):
         self._channels.add(self._nodes_channel)
         self._tasks = [
             asyncio.create_task(self._starter(), name="cluster-broker-start"),
-            asyncio.create_task(self._publisher(), name="cluster-broker-publisher"),
             asyncio.create_task(self._heartbeat(), name="cluster-broker-heartbeat"),
         ]
         try:
@@ -158,22 +185,21 @@ class RedisClusterBroker(Broker):
     async def close(self) -> None:
         if self._closing:
             return
+        # Say goodbye (so peers forget our awareness states at once), then let every healthy
+        # lane drain what it holds, in order, in parallel; a stuck one is not waited for long.
+        if self._up:
+            self._send_channel(self._nodes_channel, _BYE + self.node_id.encode())
         self._closing = True
         self._stop_marker()
-        self._wake.set()
-        publisher = self._tasks[1] if len(self._tasks) > 1 else None
-        if publisher is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(publisher), 1.0)
-        if self._up and self._cluster is not None:
-            with contextlib.suppress(*_CONN_ERRORS):
-                async with asyncio.timeout(1.0):
-                    await self._cluster.execute_command(
-                        "SPUBLISH", self._nodes_channel, _BYE + self.node_id.encode()
-                    )
+        lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for lane in self._lanes.values():
+            lane.wake.set()
+        if lanes:
+            await asyncio.wait(lanes, timeout=1.0)
         self._up = False
         self._up_event.clear()
         tasks = self._tasks + [s.task for s in self._shards.values() if s.task is not None]
+        tasks += [lane.task for lane in self._lanes.values() if lane.task is not None]
         tasks += list(self._following)
         for task in tasks:
             task.cancel()
@@ -186,6 +212,8 @@ class RedisClusterBroker(Broker):
             async with asyncio.timeout(2.0):
                 for shard in self._shards.values():
                     await self._drop_conn(shard)
+                for lane in self._lanes.values():
+                    await self._drop_lane(lane)
                 if self._cluster is not None:
                     with contextlib.suppress(*_CONN_ERRORS):
                         await self._cluster.aclose()
@@ -193,7 +221,7 @@ class RedisClusterBroker(Broker):
         self._shards.clear()
         self._placed.clear()
         self._channels.clear()
-        self._queue.clear()
+        self._lanes.clear()
         self._ready = False
 
     @property
@@ -217,7 +245,7 @@ class RedisClusterBroker(Broker):
 
     async def _starter(self) -> None:
         """Learn the slot map (retrying while no node answers), then place every channel."""
-        backoff = 0.05
+        backoff = Backoff(self._max_backoff)
         while not self._closing:
             try:
                 assert self._cluster is not None
@@ -225,8 +253,7 @@ class RedisClusterBroker(Broker):
                 break
             except _CONN_ERRORS as exc:
                 log.debug("Redis Cluster not reachable yet: %s", exc)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self._max_backoff)
+                await backoff.wait()
         self._ready = True
         for channel in list(self._channels):
             try:
@@ -326,33 +353,34 @@ class RedisClusterBroker(Broker):
     # -- one shard's subscriber -----------------------------------------------------------
 
     async def _run_shard(self, shard: _Shard) -> None:
-        backoff = 0.05
-        while not self._closing:
-            if not shard.channels:
-                # Nothing left to carry: retire, unless a channel arrived while we let go.
-                shard.up = False
-                shard.up_event.clear()
-                await self._drop_conn(shard)
-                if shard.channels:
-                    continue
-                if self._shards.get(shard.name) is shard:
-                    del self._shards[shard.name]
-                self._update_up()
-                return
-            try:
-                await self._connect_shard(shard)
-                backoff = 0.05
-                await self._read_shard(shard)
-            except Exception as exc:
-                if self._closing:
-                    return
-                if not isinstance(exc, _CONN_ERRORS):
-                    log.exception("cluster broker shard %s failed; reconnecting", shard.name)
-                self._shard_down(shard, exc)
-                await self._drop_conn(shard)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self._max_backoff)
-                await self._replace(shard)
+        await supervise(
+            Supervised(
+                name=f"cluster shard {shard.name}",
+                connect=lambda: self._connect_shard(shard),
+                serve=lambda: self._read_shard(shard),
+                lost=lambda exc: self._shard_down(shard, exc),
+                drop=lambda: self._drop_conn(shard),
+                closing=lambda: self._closing,
+                max_backoff=self._max_backoff,
+                log=log,
+                idle=lambda: self._retire_if_idle(shard),
+                retry=lambda: self._replace(shard),
+            )
+        )
+
+    async def _retire_if_idle(self, shard: _Shard) -> bool:
+        """Nothing left to carry: retire, unless a channel arrived while we let go."""
+        if shard.channels:
+            return False
+        shard.up = False
+        shard.up_event.clear()
+        await self._drop_conn(shard)
+        if shard.channels:
+            return False
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
+        self._update_up()
+        return True
 
     async def _connect_shard(self, shard: _Shard) -> None:
         shard.client = Redis(
@@ -376,7 +404,8 @@ class RedisClusterBroker(Broker):
                 await pubsub.execute_command("SUNSUBSCRIBE", *group)
         shard.up = True
         shard.up_event.set()
-        healing = shard.was_up
+        # Back after a loss, or up late (a room subscribed meanwhile did not wait for us).
+        healing = shard.was_up or shard.failed
         shard.was_up = True
         shard.failed = False
         log.info("cluster shard %s subscribed (%d channels)", shard.name, len(shard.channels))
@@ -385,7 +414,7 @@ class RedisClusterBroker(Broker):
             for node in self._peers:  # we heard nothing while down: a fresh grace period
                 self._peers[node] = now
         if not self._update_up() and healing:
-            self._heal(shard.channels)
+            self._heal(set(shard.channels))
 
     async def _await_confirmations(self, shard: _Shard, pending: set[bytes]) -> None:
         assert shard.pubsub is not None
@@ -401,22 +430,12 @@ class RedisClusterBroker(Broker):
     async def _read_shard(self, shard: _Shard) -> None:
         pubsub = shard.pubsub
         assert pubsub is not None
-        loop = asyncio.get_running_loop()
-        limit = self._silence_limit
-        rearm_every = limit / 4
-        rearm_at = 0.0
-        try:
-            async with asyncio.timeout(None) as guard:
-                while shard.channels or self._closing:
-                    now = loop.time()
-                    if now >= rearm_at:
-                        guard.reschedule(now + limit)
-                        rearm_at = now + rearm_every
-                    message = await pubsub.parse_response(block=True)
-                    if isinstance(message, list) and len(message) >= 2:
-                        self._dispatch(shard, message)
-        except TimeoutError:
-            raise ConnectionError("no reply to our PINGs") from None
+        await read_until_silent(
+            lambda: pubsub.parse_response(block=True),
+            lambda message: self._dispatch(shard, message),
+            self._silence_limit,
+            keep_reading=lambda: bool(shard.channels) or self._closing,
+        )
 
     def _dispatch(self, shard: _Shard, message: list[bytes]) -> None:
         try:
@@ -473,7 +492,8 @@ class RedisClusterBroker(Broker):
         to another primary (a promoted replica); the rest wait for this node to return."""
         assert self._cluster is not None
         try:
-            await self._cluster.nodes_manager.initialize()
+            async with asyncio.timeout(3.0):  # a stopped startup node costs a socket timeout
+                await self._cluster.nodes_manager.initialize()
         except _CONN_ERRORS as exc:
             log.debug("topology refresh failed: %s", exc)
             return
@@ -508,8 +528,10 @@ class RedisClusterBroker(Broker):
         self._update_up()
 
     def _update_up(self) -> bool:
-        """Connected means every shard that carries a channel is subscribed. Returns True when
-        this call brought the broker up (which already healed every room)."""
+        """Connected means every shard that carries a channel is subscribed (readiness). Returns
+        True when this call brought the broker up for the first time, which healed every room;
+        later returns heal nothing here: the shard that came back heals its own canvases, the
+        others never stopped delivering."""
         # A shard still making its first connection does not count as down; one that failed does.
         nodes = self._placed.get(self._nodes_channel)
         up = (
@@ -525,11 +547,12 @@ class RedisClusterBroker(Broker):
             self._up_event.set()
         else:
             self._up_event.clear()
+        first = up and not self._was_up
         try:
-            self._set_connected(up)
+            self._set_connected(up, heal_all=first)
         except Exception:
             log.exception("broker state listener failed")
-        return up
+        return first
 
     def _heal(self, channels: set[bytes]) -> None:
         """Messages on these channels may have been missed: their rooms heal from the store."""
@@ -549,54 +572,180 @@ class RedisClusterBroker(Broker):
     async def _drop_conn(self, shard: _Shard) -> None:
         pubsub, shard.pubsub = shard.pubsub, None
         client, shard.client = shard.client, None
-        if pubsub is not None:
-            with contextlib.suppress(*_CONN_ERRORS):
-                await pubsub.aclose()
-        if client is not None:
-            with contextlib.suppress(*_CONN_ERRORS):
-                await client.aclose()
+        # Bounded: closing a socket to a stopped server must not hold the supervisor.
+        with contextlib.suppress(*_CONN_ERRORS):
+            async with asyncio.timeout(1.0):
+                if pubsub is not None:
+                    with contextlib.suppress(*_CONN_ERRORS):
+                        await pubsub.aclose()
+                if client is not None:
+                    await client.aclose()
 
-    # -- publishing ---------------------------------------------------------------------
+    # -- publishing: one lane per primary -------------------------------------------------
 
     def _send(self, canvas_id: str, raw: bytes) -> None:
-        channel = self._channel(canvas_id)
-        shard = self._placed.get(channel)
-        if not self._ready or (shard is not None and not shard.up):
-            # Its shard is down: the receivers are cut off too and heal when it is back.
+        self._send_channel(self._channel(canvas_id), raw)
+
+    def _send_channel(self, channel: bytes, raw: bytes) -> None:
+        lane = self._lane_for(channel)
+        if lane is None or not lane.healthy:
+            # No primary for its slot, or a stuck one: dropped, and the canvas's mark waits for
+            # the lane, so the receivers learn of the loss and heal from the store.
             self.dropped += 1
             return
-        queue = self._queue
+        queue = lane.queue
         if len(queue) == queue.maxlen:
-            self.dropped += 1
+            self.dropped += 1  # the deque drops the oldest; its receivers see a gap
         queue.append((channel, raw))
-        if not self._wake.is_set():
-            self._wake.set()
+        if not lane.wake.is_set():
+            lane.wake.set()
 
-    async def _publisher(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+    def _can_mark(self, canvas_id: str) -> bool:
+        """A canvas's mark waits only for its own primary's lane."""
+        lane = self._lane_for(self._channel(canvas_id))
+        return lane is not None and lane.healthy
+
+    def _lane_for(self, channel: bytes) -> _Lane | None:
+        """The lane to the primary of the channel's slot, started on first use: the subscriber's
+        shard while it is subscribed there (a dict lookup on the hot path), else the slot map
+        (a shard that is down may be waiting for a slot that has moved on)."""
+        if not self._ready:
+            return None
+        shard = self._placed.get(channel)
+        if shard is not None and shard.up:
+            name, host, port = shard.name, shard.host, shard.port
+        else:
             try:
-                await self._flush()
-            except _CONN_ERRORS as exc:
-                log.debug("publish batch lost: %s", exc)
-            if self._closing:
-                return
+                name, host, port = self._owner(channel)
+            except _CONN_ERRORS:
+                return None
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = _Lane(name, host, port, self._queue_max)
+        if (lane.task is None or lane.task.done()) and not self._closing:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._run_lane(lane), name=f"cluster-broker-lane-{name}"
+            )
+        return lane
 
-    async def _flush(self) -> None:
-        queue = self._queue
-        while queue and self._cluster is not None:
-            count = min(len(queue), self._batch_max)
-            batch = [queue.popleft() for _ in range(count)]
-            pipe = self._cluster.pipeline(transaction=False)
+    async def _run_lane(self, lane: _Lane) -> None:
+        await supervise(
+            Supervised(
+                name=f"cluster lane {lane.name}",
+                connect=lambda: self._connect_lane(lane),
+                serve=lambda: self._serve_lane(lane),
+                lost=lambda exc: self._lane_lost(lane, exc),
+                drop=lambda: self._drop_lane(lane),
+                closing=lambda: self._closing,
+                max_backoff=self._max_backoff,
+                log=log,
+                idle=lambda: self._retire_lane_if_gone(lane),
+            )
+        )
+
+    async def _retire_lane_if_gone(self, lane: _Lane) -> bool:
+        """A lane whose node is no longer a primary (failed over, removed) stops: its slots'
+        channels already route to their new owner's lane. A stuck primary that still owns its
+        slots is waited for."""
+        if self._is_primary(lane.name):
+            return False
+        if self._lanes.get(lane.name) is lane:
+            del self._lanes[lane.name]
+        self._lost_messages(list(lane.queue))
+        lane.queue.clear()
+        log.info("cluster lane %s retired: no longer a primary", lane.name)
+        return True
+
+    def _is_primary(self, name: str) -> bool:
+        if self._cluster is None:
+            return False
+        node = self._cluster.nodes_manager.nodes_cache.get(name)
+        return node is not None and node.server_type == PRIMARY
+
+    def lanes(self) -> dict[str, bool]:
+        """Publishing lanes by primary (host:port) and whether each is healthy (tests,
+        diagnostics)."""
+        return {name: lane.healthy for name, lane in self._lanes.items()}
+
+    async def _connect_lane(self, lane: _Lane) -> None:
+        lane.client = Redis(
+            host=lane.host,
+            port=lane.port,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=1.0,
+            socket_timeout=max(self._publish_timeout, 1.0),
+            protocol=2,
+        )
+        # A stuck primary accepts the connection (the kernel does) but never answers.
+        async with asyncio.timeout(self._publish_timeout):
+            await lane.client.ping()
+        if not lane.healthy:
+            log.info("cluster lane %s answers again", lane.name)
+        lane.healthy = True
+        if lane.queue:
+            lane.wake.set()
+
+    async def _serve_lane(self, lane: _Lane) -> None:
+        """Drain the queue into pipelined ``SPUBLISH`` batches on this primary only, in order."""
+        client = lane.client
+        assert client is not None
+        while True:
+            if not lane.queue:
+                if self._closing or not self._is_primary(lane.name):
+                    return  # the supervisor retires a lane whose node lost its slots
+                # Idle: look again now and then whether the node still owns slots.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LANE_IDLE_CHECK_S):
+                        await lane.wake.wait()
+                lane.wake.clear()
+                continue
+            count = min(len(lane.queue), self._batch_max)
+            batch = lane.inflight = [lane.queue.popleft() for _ in range(count)]
+            pipe = client.pipeline(transaction=False)
             for channel, raw in batch:
                 pipe.execute_command("SPUBLISH", channel, raw)
-            try:
+            async with asyncio.timeout(self._publish_timeout):
                 results = await pipe.execute(raise_on_error=False)
-            except _CONN_ERRORS:
-                self.dropped += count
-                raise
-            self.dropped += sum(1 for r in results if isinstance(r, Exception))
+            lane.inflight = []
+            failed = [
+                item for item, r in zip(batch, results, strict=True) if isinstance(r, Exception)
+            ]
+            if failed:
+                # MOVED: the slot has another primary now (the subscriber follows it too).
+                self._lost_messages(failed)
+                if any(isinstance(r, MovedError | AskError) for r in results):
+                    await self._refresh_topology()
+
+    def _lane_lost(self, lane: _Lane, exc: BaseException) -> None:
+        lost = lane.inflight + list(lane.queue)
+        lane.inflight = []
+        lane.queue.clear()
+        self._lost_messages(lost)
+        if lane.healthy:
+            log.warning(
+                "cluster lane %s stuck or lost (%r); dropping its publishes", lane.name, exc
+            )
+            lane.healthy = False
+
+    def _lost_messages(self, lost: list[tuple[bytes, bytes]]) -> None:
+        """Published, accepted, then lost: count them and re-mark their canvases, so receivers
+        notice even when nothing else is published there."""
+        self.dropped += len(lost)
+        prefix = self._canvas_prefix
+        self._mark_soon({c[len(prefix) :].decode() for c, _ in lost if c.startswith(prefix)})
+
+    async def _drop_lane(self, lane: _Lane) -> None:
+        client, lane.client = lane.client, None
+        if client is not None:
+            with contextlib.suppress(*_CONN_ERRORS):
+                async with asyncio.timeout(1.0):
+                    await client.aclose()
+
+    async def _refresh_topology(self) -> None:
+        assert self._cluster is not None
+        with contextlib.suppress(*_CONN_ERRORS):
+            async with asyncio.timeout(2.0):
+                await self._cluster.nodes_manager.initialize()
 
     # -- node liveness ------------------------------------------------------------------
 
@@ -617,16 +766,17 @@ class RedisClusterBroker(Broker):
         beat = _HB + self.node_id.encode()
         while not self._closing:
             if self._ready and self._cluster is not None:
-                # Every live subscriber gets a PING, so a silent shard is noticed by its reader.
+                # Every live subscriber gets a PING, so a silent shard is noticed by its reader
+                # (bounded: a black-holed socket whose send buffer is full must not hold us).
                 for shard in list(self._shards.values()):
                     if shard.up and shard.pubsub is not None:
                         with contextlib.suppress(*_CONN_ERRORS):
-                            await shard.pubsub.ping()
+                            async with asyncio.timeout(0.2):
+                                await shard.pubsub.ping()
                 nodes_shard = self._placed.get(self._nodes_channel)
                 if nodes_shard is not None and nodes_shard.up:
-                    # Through the publisher's queue: this loop never waits on a slow shard.
-                    self._queue.append((self._nodes_channel, beat))
-                    self._wake.set()
+                    # Through its lane's queue: this loop never waits on a slow shard.
+                    self._send_channel(self._nodes_channel, beat)
                     try:
                         self._reap_peers()
                     except Exception:

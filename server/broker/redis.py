@@ -2,10 +2,10 @@
 
 Three long-lived tasks and nothing per message:
 
-* the reader owns the subscriber connection. It is also the supervisor: when the connection
-  breaks (or goes silent longer than our own heartbeat allows) it reports the loss, reconnects
-  with capped exponential backoff, re-subscribes every channel in one command and reports the
-  return, which makes every room heal from the store.
+* the reader owns the subscriber connection, supervised by ``supervisor.py`` (shared with the
+  cluster broker): when the connection breaks (or goes silent longer than our own heartbeat
+  allows) it reports the loss, reconnects with capped exponential backoff, re-subscribes every
+  channel in one command and reports the return, which makes every room heal from the store.
 * the publisher drains a bounded deque into pipelined PUBLISH batches on its own connection, so
   ``publish`` never waits for the network and order per canvas is kept (one connection, FIFO).
   While Redis is down messages are dropped, not buffered: the store has them, and the sequence
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 
@@ -27,16 +26,15 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from .base import Broker, BrokerStats
+from .supervisor import CONN_ERRORS as _CONN_ERRORS
+from .supervisor import Supervised, read_until_silent, supervise
 
 log = logging.getLogger("cocanvas.broker.redis")
 
 _HB = b"hb:"
 _BYE = b"bye:"
-# Errors that mean "the connection is gone", as opposed to bugs.
-_CONN_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
 class RedisBroker(Broker):
@@ -248,22 +246,18 @@ class RedisBroker(Broker):
     # -- receiving and supervision --------------------------------------------------------
 
     async def _reader(self) -> None:
-        backoff = 0.05
-        while not self._closing:
-            try:
-                await self._connect()
-                backoff = 0.05
-                await self._read_until_broken()
-            except Exception as exc:
-                if self._closing:
-                    return
-                if not isinstance(exc, _CONN_ERRORS):
-                    log.exception("Redis broker reader failed; reconnecting")
-                self._went_down(exc)
-                await self._drop_pubsub()
-                # Jitter keeps a fleet of nodes from reconnecting in lockstep.
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self._max_backoff)
+        await supervise(
+            Supervised(
+                name="Redis broker reader",
+                connect=self._connect,
+                serve=self._read_until_broken,
+                lost=self._went_down,
+                drop=self._drop_pubsub,
+                closing=lambda: self._closing,
+                max_backoff=self._max_backoff,
+                log=log,
+            )
+        )
 
     async def _connect(self) -> None:
         assert self._sub_redis is not None
@@ -303,22 +297,9 @@ class RedisBroker(Broker):
     async def _read_until_broken(self) -> None:
         pubsub = self._pubsub
         assert pubsub is not None
-        loop = asyncio.get_running_loop()
-        limit = self._silence_limit
-        rearm_every = limit / 4  # re-arming a timer per message would cost more than the read
-        rearm_at = 0.0
-        try:
-            async with asyncio.timeout(None) as guard:
-                while True:
-                    now = loop.time()
-                    if now >= rearm_at:
-                        guard.reschedule(now + limit)
-                        rearm_at = now + rearm_every
-                    message = await pubsub.parse_response(block=True)
-                    if isinstance(message, list) and len(message) >= 3:
-                        self._dispatch(message)
-        except TimeoutError:
-            raise ConnectionError("no traffic, not even our own heartbeat") from None
+        await read_until_silent(
+            lambda: pubsub.parse_response(block=True), self._dispatch, self._silence_limit
+        )
 
     def _dispatch(self, message: list[bytes]) -> None:
         try:
@@ -328,8 +309,9 @@ class RedisBroker(Broker):
             log.exception("broker listener failed on %r", message[1])
 
     def _dispatch_unguarded(self, message: list[bytes]) -> None:
-        mtype, channel, data = message[0], message[1], message[2]
-        if mtype == b"message":
+        mtype, channel = message[0], message[1]
+        if mtype == b"message" and len(message) >= 3:
+            data = message[2]
             if channel == self._nodes_channel:
                 self._on_node_message(data)
             elif channel.startswith(self._canvas_prefix):
