@@ -693,7 +693,7 @@ class _Rules:
             self.d.refusals.append("you may only change your own vote")
             self.d.audit.append(("refused", nid, "votes of others in a new note"))
         if wrong or others:
-            self.d.fixes.append(self._restamp(nid, wrong, others))
+            self.d.fixes.append(self._reshape(nid, wrong, others))
 
     def _foreign_votes(self, note: Map, wrong: dict[str, Any]) -> list[str]:
         votes = note.get("votes")
@@ -703,7 +703,7 @@ class _Rules:
             return []
         return [] if self.facilitator else [k for k in votes.keys() if k != self.me.user_id]
 
-    def _restamp(self, nid: str, wrong: dict[str, Any], others: list[str]) -> Callable[[], None]:
+    def _reshape(self, nid: str, wrong: dict[str, Any], others: list[str]) -> Callable[[], None]:
         def fix() -> None:
             current = self.notes.get(nid)
             if not isinstance(current, Map):

@@ -311,7 +311,16 @@ class Room(BrokerListener):
         attribution equals what their stamps said. Written once, as the server, durably.
         """
         ids = self.doc.get(attribution.IDS, type=Map)
-        missing = [c for c in self._state() if str(c) not in ids]
+        # Ids bound to the server (its own, or content older than bindings) need no entry: a
+        # creator without one has its fields trusted, as the server's are. So a fresh canvas
+        # writes (and publishes) nothing on its first load.
+        missing = [
+            c
+            for c in self._state()
+            if str(c) not in ids
+            and (b := self.client_ids.owner(c)) is not None
+            and b.user_id not in attribution.TRUSTED_USERS
+        ]
         if not missing:
             return
         doc = self.doc
