@@ -51,6 +51,8 @@ PATH_PREFIX = "/ws/"
 class WebSocketSession(Session):
     """A Session over a transport (server/transport.py); it never touches framing itself."""
 
+    __slots__ = ("_transport", "_max_backlog", "_over_since", "_hard_backlog", "_closed")
+
     def __init__(
         self, transport: AsgiTransport, identity: Identity, max_backlog_bytes: int
     ) -> None:
@@ -201,6 +203,9 @@ async def handle(
         return
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        # Everything read from the headers (origin, host, token) is read: the server keeps this
+        # scope for the connection's life, and the headers are most of it (issue 11).
+        scope["headers"] = []
         # The caps are counted after the accept (which may suspend) and the session joins below
         # without suspending in between, so sockets connecting at the same moment cannot all slip
         # under a cap. room.sessions holds each session on this node until its socket is gone.
@@ -261,22 +266,14 @@ async def _read_loop(
     frames = services.metrics.frames
     try:
         while not session.closed:
-            message = await receive()
-            mtype = message["type"]
-            if mtype == "websocket.disconnect":
-                return
-            data = message.get("bytes")
+            data = _payload(await receive(), session, limiter, max_bytes)
             if data is None:
-                session.close(closecodes.UNSUPPORTED_DATA, "binary frames only")
-                return
-            if len(data) > max_bytes:
-                session.close(closecodes.MESSAGE_TOO_BIG, f"frame larger than {max_bytes} bytes")
-                return
-            if limiter is not None and not limiter.allow(len(data)):
-                session.close(closecodes.RATE_LIMITED, "rate limit exceeded")
                 return
             frames.inc()
             await room.receive(session, data)
+            # An idle connection waits in receive() below: it must not keep its last frame
+            # alive meanwhile (a y-websocket client's echo of a room's presence is KBs).
+            del data
     except CloseSession as exc:
         log.info(
             "closing session %s on %s: %s %s", session.id, room.canvas_id, exc.code, exc.reason
@@ -285,3 +282,26 @@ async def _read_loop(
     except Exception:
         log.exception("unexpected error on %s", room.canvas_id)
         session.close(closecodes.INTERNAL_ERROR, "internal error")
+
+
+def _payload(
+    message: Message,
+    session: WebSocketSession,
+    limiter: ConnectionLimiter | None,
+    max_bytes: int,
+) -> bytes | None:
+    """The frame's bytes, or None when the session ends here: the peer disconnected, or the
+    frame is one it may not send (a text frame, too large, over its rate), which closes it."""
+    if message["type"] == "websocket.disconnect":
+        return None
+    data: bytes | None = message.get("bytes")
+    if data is None:
+        session.close(closecodes.UNSUPPORTED_DATA, "binary frames only")
+        return None
+    if len(data) > max_bytes:
+        session.close(closecodes.MESSAGE_TOO_BIG, f"frame larger than {max_bytes} bytes")
+        return None
+    if limiter is not None and not limiter.allow(len(data)):
+        session.close(closecodes.RATE_LIMITED, "rate limit exceeded")
+        return None
+    return data
