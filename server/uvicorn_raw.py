@@ -70,7 +70,10 @@ def _wire(frame: bytes) -> bytes:
 def raw_transport(send: Send) -> RawUvicornTransport | None:
     """The adapter for this ASGI ``send``, or None when it is not a tested uvicorn's."""
     protocol: Any = getattr(send, "__self__", None)
-    if protocol is None or type(protocol).__module__ != _PROTOCOL_MODULE:
+    # uvicorn's protocol class, or a subclass of it (server/uvicorn_ws.py)
+    if protocol is None or not any(
+        cls.__module__ == _PROTOCOL_MODULE for cls in type(protocol).__mro__
+    ):
         return None
     if not uvicorn_version_tested():
         return None
