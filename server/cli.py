@@ -277,6 +277,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from .app import create_app
+    from .uvicorn_ws import ws_protocol
 
     setup_logging(settings)
     # The store's writer thread must get the GIL as soon as its fsync returns; the default 5 ms
@@ -294,7 +295,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         loop=loop,
         http=http_protocol(),
-        ws="websockets-sansio",
+        ws=ws_protocol(),
         ws_max_size=settings.max_message_bytes + 1,
         ws_per_message_deflate=False,
         log_config=log_config(settings),

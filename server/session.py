@@ -4,6 +4,9 @@
 collapse at 100 clients): the transport writes the frame at once, and only if a write would wait
 does it queue frames behind one writer (see ws.py). A session that falls too far behind is closed
 rather than allowed to grow without bound.
+
+A node holds one Session per connection (10,000 idle connections, issue 11), so sessions have
+``__slots__``: no per-instance ``__dict__``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ class Identity:
 
 
 class Session(abc.ABC):
+    __slots__ = (
+        "id",
+        "identity",
+        "client_ids",
+        "bound_ids",
+        "caught_up",
+        "held",
+        "held_bytes",
+        "refusal_tokens",
+        "refusal_at",
+    )
+
     def __init__(self, identity: Identity) -> None:
         self.id = next(_ids)
         self.identity = identity

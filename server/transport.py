@@ -7,6 +7,10 @@ protocol completes a send without suspending until its write buffer is full), an
 queues frames, in order, behind one writer task — the server's flow control (``pause_writing``)
 then shows up here as ``backlog``. It never touches framing or the socket.
 
+One exists per connection, so it is small (issue 11: memory per connection at 10,000 idle
+connections): ``__slots__``, and the queue (a deque is ~600 bytes even when empty) only exists
+while a write is suspended.
+
 ``server/uvicorn_raw.py`` is an opt-in adapter on top of it for the fan-out hot path.
 """
 
@@ -24,9 +28,12 @@ Send = Callable[[Message], Awaitable[None]]
 class AsgiTransport:
     """Frames over an ASGI ``send``: in order, never blocking the caller."""
 
+    __slots__ = ("_send", "_queue", "_queued_bytes", "_writer", "_closing", "_gone")
+
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._queue: collections.deque[Message] = collections.deque()
+        # Frames behind a suspended send, in order; None while nothing waits (most of the time).
+        self._queue: collections.deque[Message] | None = None
         self._queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -52,6 +59,8 @@ class AsgiTransport:
 
     def _emit(self, message: Message, size: int) -> None:
         if self._writer is not None:
+            if self._queue is None:
+                self._queue = collections.deque()
             self._queue.append(message)
             self._queued_bytes += size
             return
@@ -77,6 +86,7 @@ class AsgiTransport:
             self._gone = True
         finally:
             self._writer = None
+            self._queue = None
 
     @property
     def writing(self) -> bool:

@@ -8,6 +8,11 @@ server CPU 23 % -> 13.5 %). That reaches into uvicorn's protocol object (``send.
 ``conn`` and ``transport``), which no release promises to keep: the adapter is used only for the
 uvicorn versions it was tested with (TESTED_UVICORN), and anything it does not recognise falls
 back to the plain ASGI path. Control frames (close) always take the ASGI path.
+
+Once the handshake is complete the adapter also drops the handshake's request and response that
+uvicorn's protocol keeps for the connection's whole life (their headers: ~2.4 KB a connection from
+the benchmark's client, more from a browser's; issue 11); nothing reads them after the handshake
+in the tested versions.
 """
 
 from __future__ import annotations
@@ -65,7 +70,10 @@ def _wire(frame: bytes) -> bytes:
 def raw_transport(send: Send) -> RawUvicornTransport | None:
     """The adapter for this ASGI ``send``, or None when it is not a tested uvicorn's."""
     protocol: Any = getattr(send, "__self__", None)
-    if protocol is None or type(protocol).__module__ != _PROTOCOL_MODULE:
+    # uvicorn's protocol class, or a subclass of it (server/uvicorn_ws.py)
+    if protocol is None or not any(
+        cls.__module__ == _PROTOCOL_MODULE for cls in type(protocol).__mro__
+    ):
         return None
     if not uvicorn_version_tested():
         return None
@@ -78,10 +86,29 @@ def raw_transport(send: Send) -> RawUvicornTransport | None:
         or not hasattr(protocol, "close_sent")
     ):
         return None
+    _forget_handshake(protocol)
     return RawUvicornTransport(send, protocol)
 
 
+def _forget_handshake(protocol: Any) -> None:
+    """Drop what only the handshake needed: uvicorn reads its request and response only until the
+    handshake is complete (``handle_connect`` and the accept in ``send``), yet keeps both as long
+    as the connection is open, and websockets' parser keeps the request as a local of its
+    generator for as long (so its headers are emptied in place, not just unreferenced)."""
+    if not getattr(protocol, "handshake_complete", False):
+        return
+    request = getattr(protocol, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is not None and callable(getattr(headers, "clear", None)):
+        headers.clear()
+    for name in ("request", "response"):
+        if hasattr(protocol, name):
+            setattr(protocol, name, None)
+
+
 class RawUvicornTransport(AsgiTransport):
+    __slots__ = ("_protocol", "_conn", "_socket")
+
     def __init__(self, send: Send, protocol: Any) -> None:
         super().__init__(send)
         self._protocol = protocol

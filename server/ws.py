@@ -51,6 +51,8 @@ PATH_PREFIX = "/ws/"
 class WebSocketSession(Session):
     """A Session over a transport (server/transport.py); it never touches framing itself."""
 
+    __slots__ = ("_transport", "_max_backlog", "_over_since", "_hard_backlog", "_closed")
+
     def __init__(
         self, transport: AsgiTransport, identity: Identity, max_backlog_bytes: int
     ) -> None:
@@ -148,98 +150,151 @@ class Door(Protocol):
     ) -> tuple[Rooms, Room, Identity]: ...
 
 
+Refusal = tuple[int, str]
+
+
+class _Refused(Exception):
+    """A step of opening a socket says no: the socket is accepted and closed with this code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
 async def handle(
     services: Services, scope: Scope, receive: Receive, send: Send, door: Door | None = None
 ) -> None:
-    """The ASGI handler for ``/ws/{canvas_id}`` (or a door's own prefix)."""
+    """The ASGI handler for ``/ws/{canvas_id}`` (or a door's own prefix).
+
+    Three steps, each of which may refuse the socket with its own close code: admission (who
+    is asking, from where, with what token: nothing of the canvas is touched before it passes),
+    opening the room (the canvas must exist), and the caps, counted once accepted. Only then
+    does the socket become a session.
+    """
     canvas_id = scope["path"][len(door.prefix if door is not None else PATH_PREFIX) :]
     if (await receive())["type"] != "websocket.connect":
         return
-    settings = services.settings
-    address = scope["client"][0] if scope.get("client") else None
     token, subprotocol = _token_from(scope)
-    if not canvas_id or "/" in canvas_id:
-        await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
-        return
-    if not services.origin_allowed(_header(scope, b"origin"), _header(scope, b"host")):
-        await _refuse(send, closecodes.FORBIDDEN, "origin not allowed", subprotocol)
-        return
-    connections = services.connections
-    if connections is not None and address is not None and not connections.get(address).take():
-        await _refuse(send, closecodes.RATE_LIMITED, "too many new connections", subprotocol)
-        return
     try:
-        identity, _ = services.tokens.verify(token, canvas_id)
-    except TokenError as exc:
-        await _refuse(send, exc.code, exc.message, subprotocol)
-        return
-    if identity.invite_id is not None and await services.invite_revoked(identity.invite_id):
-        await _refuse(send, closecodes.REVOKED, "invite link revoked", subprotocol)
-        return
-    current = await services.current_identity(canvas_id, identity)
-    if current is None:
-        await _refuse(send, closecodes.FORBIDDEN, "removed from this canvas", subprotocol)
-        return
-    identity = current
-    if identity.invite_id is not None and not identity.org_id and identity.role == ROLE_EDITOR:
-        # Redeemed from a link made before invites had to name an organization: as a member of
-        # the facilitator's organization "" it could edit the facilitator's protected notes.
-        await _refuse(send, closecodes.REVOKED, "invite link names no organization", subprotocol)
-        return
-    rooms = services.rooms
-    lapses = closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED
-    try:
-        if door is not None:
-            rooms, room, identity = await door.open(identity, canvas_id, scope)
-        else:
-            room = await rooms.acquire(canvas_id)
-    except CanvasNotFound:
-        await _refuse(send, closecodes.NOT_FOUND, "canvas not found", subprotocol)
-        return
-    except TokenError as exc:
-        await _refuse(send, exc.code, exc.message, subprotocol)
+        identity = await _admit(services, scope, canvas_id, token)
+        rooms, room, identity = await _open_room(services, door, identity, canvas_id, scope)
+    except _Refused as no:
+        await _refuse(send, no.code, no.reason, subprotocol)
         return
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        # Everything read from the headers (origin, host, token) is read: the server keeps this
+        # scope for the connection's life, and the headers are most of it (issue 11).
+        scope["headers"] = []
         # The caps are counted after the accept (which may suspend) and the session joins below
         # without suspending in between, so sockets connecting at the same moment cannot all slip
         # under a cap. room.sessions holds each session on this node until its socket is gone.
-        refusal: tuple[int, str] | None = None
-        if len(room.sessions) >= settings.max_connections_per_canvas:
-            refusal = closecodes.TOO_MANY_CONNECTIONS, "canvas is full"
-        elif (
-            sum(1 for s in room.sessions if s.identity.user_id == identity.user_id)
-            >= settings.max_connections_per_identity
-        ):
-            refusal = closecodes.TOO_MANY_FOR_IDENTITY, "too many connections for this participant"
+        refusal = _over_cap(services, room, identity)
         if refusal is not None:
             await send({"type": "websocket.close", "code": refusal[0], "reason": refusal[1]})
             return
-        writer = settings.ws_writer
-        session = WebSocketSession(
-            transport_for(send, writer), identity, settings.send_queue_max_bytes
-        )
-        limiter = services.limiter_for(address)
-        services.metrics.sessions.inc()
-        # A token (and so the invite link it came from) that lapses closes its socket too.
-        lapse = asyncio.get_running_loop().call_later(
-            max(0.0, services.tokens.expires_at(token or "") - time.time()),
-            session.close,
-            lapses,
-            "invite link expired" if lapses == closecodes.REVOKED else "token expired",
-        )
-        await room.join(session)
-        try:
-            await _read_loop(receive, session, room, limiter, settings.max_message_bytes, services)
-        finally:
-            lapse.cancel()
-            room.leave(session)
-            if identity.invite_id is not None:
-                spawn(_seen(services, canvas_id, identity.user_id))
-            services.metrics.sessions.dec()
-            await session.finish()
+        await _serve(services, scope, receive, send, room, identity, canvas_id, token)
     finally:
         rooms.release(room)
+
+
+async def _admit(services: Services, scope: Scope, canvas_id: str, token: str | None) -> Identity:
+    """Who this socket is (else raises _Refused, with why): cheap checks first (path, origin, the
+    address's connection rate), then the token, then what the store says of that participant
+    now (a revoked invite, a removed participant, a link from before invites named an
+    organization)."""
+    address = _address(scope)
+    if not canvas_id or "/" in canvas_id:
+        raise _Refused(closecodes.NOT_FOUND, "canvas not found")
+    if not services.origin_allowed(_header(scope, b"origin"), _header(scope, b"host")):
+        raise _Refused(closecodes.FORBIDDEN, "origin not allowed")
+    connections = services.connections
+    if connections is not None and address is not None and not connections.get(address).take():
+        raise _Refused(closecodes.RATE_LIMITED, "too many new connections")
+    try:
+        identity, _ = services.tokens.verify(token, canvas_id)
+    except TokenError as exc:
+        raise _Refused(exc.code, exc.message) from None
+    if identity.invite_id is not None and await services.invite_revoked(identity.invite_id):
+        raise _Refused(closecodes.REVOKED, "invite link revoked")
+    current = await services.current_identity(canvas_id, identity)
+    if current is None:
+        raise _Refused(closecodes.FORBIDDEN, "removed from this canvas")
+    if current.invite_id is not None and not current.org_id and current.role == ROLE_EDITOR:
+        # Redeemed from a link made before invites had to name an organization: as a member of
+        # the facilitator's organization "" it could edit the facilitator's protected notes.
+        raise _Refused(closecodes.REVOKED, "invite link names no organization")
+    return current
+
+
+async def _open_room(
+    services: Services, door: Door | None, identity: Identity, canvas_id: str, scope: Scope
+) -> tuple[Rooms, Room, Identity]:
+    """The room to join (the canvas's, or a door's document) and who the session is inside it;
+    acquired, so the caller must release it (else raises _Refused)."""
+    try:
+        if door is not None:
+            return await door.open(identity, canvas_id, scope)
+        return services.rooms, await services.rooms.acquire(canvas_id), identity
+    except CanvasNotFound:
+        raise _Refused(closecodes.NOT_FOUND, "canvas not found") from None
+    except TokenError as exc:
+        raise _Refused(exc.code, exc.message) from None
+
+
+def _over_cap(services: Services, room: Room, identity: Identity) -> Refusal | None:
+    """Why one more session may not join this room on this node (the canvas is full, or this
+    participant has too many sockets open on it), or None."""
+    settings = services.settings
+    if len(room.sessions) >= settings.max_connections_per_canvas:
+        return closecodes.TOO_MANY_CONNECTIONS, "canvas is full"
+    mine = sum(1 for s in room.sessions if s.identity.user_id == identity.user_id)
+    if mine >= settings.max_connections_per_identity:
+        return closecodes.TOO_MANY_FOR_IDENTITY, "too many connections for this participant"
+    return None
+
+
+async def _serve(
+    services: Services,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    room: Room,
+    identity: Identity,
+    canvas_id: str,
+    token: str | None,
+) -> None:
+    """The accepted socket as a session: join, read until it ends, then leave and let what is
+    queued go out. The token's expiry (and so its invite link's) closes the socket too."""
+    settings = services.settings
+    session = WebSocketSession(
+        transport_for(send, settings.ws_writer), identity, settings.send_queue_max_bytes
+    )
+    limiter = services.limiter_for(_address(scope))
+    services.metrics.sessions.inc()
+    lapses = closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED
+    lapse = asyncio.get_running_loop().call_later(
+        max(0.0, services.tokens.expires_at(token or "") - time.time()),
+        session.close,
+        lapses,
+        "invite link expired" if lapses == closecodes.REVOKED else "token expired",
+    )
+    await room.join(session)
+    try:
+        await _read_loop(receive, session, room, limiter, settings.max_message_bytes, services)
+    finally:
+        lapse.cancel()
+        room.leave(session)
+        if identity.invite_id is not None:
+            spawn(_seen(services, canvas_id, identity.user_id))
+        services.metrics.sessions.dec()
+        await session.finish()
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 async def _seen(services: Services, canvas_id: str, user_id: str) -> None:
@@ -261,22 +316,14 @@ async def _read_loop(
     frames = services.metrics.frames
     try:
         while not session.closed:
-            message = await receive()
-            mtype = message["type"]
-            if mtype == "websocket.disconnect":
-                return
-            data = message.get("bytes")
+            data = _payload(await receive(), session, limiter, max_bytes)
             if data is None:
-                session.close(closecodes.UNSUPPORTED_DATA, "binary frames only")
-                return
-            if len(data) > max_bytes:
-                session.close(closecodes.MESSAGE_TOO_BIG, f"frame larger than {max_bytes} bytes")
-                return
-            if limiter is not None and not limiter.allow(len(data)):
-                session.close(closecodes.RATE_LIMITED, "rate limit exceeded")
                 return
             frames.inc()
             await room.receive(session, data)
+            # An idle connection waits in receive() below: it must not keep its last frame
+            # alive meanwhile (a y-websocket client's echo of a room's presence is KBs).
+            del data
     except CloseSession as exc:
         log.info(
             "closing session %s on %s: %s %s", session.id, room.canvas_id, exc.code, exc.reason
@@ -285,3 +332,26 @@ async def _read_loop(
     except Exception:
         log.exception("unexpected error on %s", room.canvas_id)
         session.close(closecodes.INTERNAL_ERROR, "internal error")
+
+
+def _payload(
+    message: Message,
+    session: WebSocketSession,
+    limiter: ConnectionLimiter | None,
+    max_bytes: int,
+) -> bytes | None:
+    """The frame's bytes, or None when the session ends here: the peer disconnected, or the
+    frame is one it may not send (a text frame, too large, over its rate), which closes it."""
+    if message["type"] == "websocket.disconnect":
+        return None
+    data: bytes | None = message.get("bytes")
+    if data is None:
+        session.close(closecodes.UNSUPPORTED_DATA, "binary frames only")
+        return None
+    if len(data) > max_bytes:
+        session.close(closecodes.MESSAGE_TOO_BIG, f"frame larger than {max_bytes} bytes")
+        return None
+    if limiter is not None and not limiter.allow(len(data)):
+        session.close(closecodes.RATE_LIMITED, "rate limit exceeded")
+        return None
+    return data
