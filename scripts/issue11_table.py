@@ -8,8 +8,9 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 Pick = Callable[[dict[str, Any]], float | None]
 
