@@ -32,6 +32,7 @@ rows=(
   "live1000|--docs 1000 --per-doc 4 --writers-per-doc 1 --rate 1 --duration 10 --hold-ms 1000"
   "idle5000|--docs 50 --per-doc 100 --rate 0 --hold-ms 3000"
   "idle10000|--docs 100 --per-doc 100 --rate 0 --hold-ms 3000"
+  "idle10000x10|--docs 1000 --per-doc 10 --rate 0 --hold-ms 3000 --max-seconds 300"
   "hist100k|hist"
 )
 start() {  # prints the pid; sets url/create/provider

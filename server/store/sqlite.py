@@ -149,6 +149,12 @@ _MAX_CLIENT_ID = 2**63 - 1
 
 
 CHECKPOINT_INTERVAL_S = 1.0
+# Past this the WAL is checkpointed with TRUNCATE. A PASSIVE checkpoint never blocks the writer,
+# so under writes that never pause it never catches up with the WAL's end, the WAL never
+# restarts and its file grows without bound (measured: 277 MB after 20,000 small updates at
+# 900/s, 675 MB after 100,000; the database itself was 3 MB). TRUNCATE waits for the writer's
+# current batch, copies the rest and empties the file: a pause of one checkpoint, rarely.
+WAL_LIMIT_BYTES = 32 << 20
 
 # Readiness: the store must be able to commit within this many seconds (a ping's own commit, or
 # whatever commit is running when the ping comes).
@@ -252,8 +258,16 @@ def _bindings(c: sqlite3.Connection, canvas_id: str, ids: list[int]) -> dict[int
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, batch_max: int = 512, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        batch_max: int = 512,
+        fsync: bool = True,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+    ) -> None:
         self.path = str(path)
+        self.wal_limit_bytes = wal_limit_bytes
+        self.wal_truncations = 0  # TRUNCATE checkpoints the WAL's size asked for
         self.batch_max = batch_max
         self.fsync = fsync
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
@@ -426,12 +440,21 @@ class SQLiteStore(Store):
                     continue
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if self._wal_bytes() > self.wal_limit_bytes:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        self.wal_truncations += 1
                 except sqlite3.Error:
                     pass  # busy or locked: the next round catches up
             if self._failed is None:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         loop = self._loop
