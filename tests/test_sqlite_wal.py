@@ -15,6 +15,10 @@ from server.store.base import AuditEntry, CanvasRecord
 from server.store.sqlite import SQLiteStore
 
 
+def file_size(path: str) -> int:
+    return os.path.getsize(path)
+
+
 async def test_the_wal_is_truncated_under_continuous_appends(tmp_path: Path) -> None:
     limit = 256 * 1024
     store = SQLiteStore(tmp_path / "db.sqlite", fsync=False, wal_limit_bytes=limit)
@@ -34,7 +38,7 @@ async def test_the_wal_is_truncated_under_continuous_appends(tmp_path: Path) -> 
             await store.append("c", os.urandom(2048), audit)
             appended += 1
             if store.wal_truncations:
-                size = os.path.getsize(wal)
+                size = file_size(wal)
                 if smallest_after_truncation is None or size < smallest_after_truncation:
                     smallest_after_truncation = size
         # After a truncation the file starts over from empty: it does not keep its size.
