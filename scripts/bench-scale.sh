@@ -74,7 +74,9 @@ for row in "${rows[@]}"; do
   start
   (cd "$BENCH" && node bench.js fanout --provider $provider --url $url $create --clients 10 --writers 2 --rate 10 --duration 3 >/dev/null 2>&1)
   if [ "$args" = hist ]; then
-    line=$(cd "$BENCH" && node hist.mjs --provider $provider --url $url $create --writers 20 --updates 100000 --rate 900 --label "$LABEL/$name" 2>/dev/null | tail -1)
+    # Hocuspocus has no create endpoint: hist.mjs then needs a room name of its own.
+    room_arg=$create; [ "$SERVER" = hocus ] && room_arg="--room hist-$RANDOM$RANDOM"
+    line=$(cd "$BENCH" && node hist.mjs --provider $provider --url $url $room_arg --writers 20 --updates 100000 --rate 900 --label "$LABEL/$name" 2>/dev/null | tail -1)
     echo "$line" >> "$OUT"; echo "$line" | summary "$name"
     room=$(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("room",""))')
     token=$(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d.get("params") or {}).get("token","") or d.get("token",""))')
