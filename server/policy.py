@@ -58,10 +58,12 @@ from .session import ROLE_FACILITATOR, Identity, Session
 from .store.base import AuditEntry
 from .workshop import comments as comment_rules
 from .workshop import stage
+from .yread import RawMap, RawText, Read, raw
 
 log = logging.getLogger("cocanvas.policy")
 
 FIT_RULED = frozenset(("links", "exchange"))  # judged by fit_policy.FitRules
+_MISSING = object()
 MOVE_FIELDS = frozenset(("block", "x", "y"))
 
 # (root, path below the root, changed map keys -> action, or None for a text/array change)
@@ -85,10 +87,6 @@ def _value(v: Any, key: str = "") -> Any:
 
 def _note_value(snapshot: dict[str, Any]) -> Map:
     return Map({k: _value(v, k) for k, v in snapshot.items()})
-
-
-def _plain(v: Any) -> Any:
-    return v.to_py() if isinstance(v, (Map, Array)) else (str(v) if isinstance(v, Text) else v)
 
 
 def set_text(text: Text, want: str) -> None:
@@ -145,6 +143,7 @@ class PolicyGate(UpdateGate):
         self._known_roots: set[str] = set()
         self._unknown: dict[str, Map] = {}
         self._roots: dict[str, Map] = {}
+        self._raw: dict[str, RawMap] = {}  # the same roots, for reads without wrappers (yread)
         # Between admissions, observers only note which entries to re-read (bounded by the doc);
         # during one, they record the changes for the decision.
         self._dirty: dict[str, set[str]] = {r: set() for r in ROOTS}
@@ -168,8 +167,11 @@ class PolicyGate(UpdateGate):
         for name in ROOTS:
             root = doc.get(name, type=Map)
             self._roots[name] = root
+            self._raw[name] = raw(root)
             self._subs.append(_observe_deep(root, self._observer(name)))
-            self.mirror[name] = {k: _plain(v) for k, v in root.items()}
+        with Read(doc) as r:
+            for name, m in self._raw.items():
+                self.mirror[name] = {k: r.entry(m, k) for k in r.keys(m)}
         self._known_roots = set(doc.keys())
         for name in self._known_roots - set(ROOTS):
             self._watch_unknown(name)
@@ -227,19 +229,23 @@ class PolicyGate(UpdateGate):
 
     def _refresh(self, dirty: dict[str, set[str]]) -> None:
         assert self.room is not None
-        for name, ids in dirty.items():
-            if not ids:
-                continue
-            root = self._roots[name]
-            mirror = self.mirror[name]
-            for key in ids:
-                if key in root:
-                    mirror[key] = _plain(root[key])
-                else:
-                    mirror.pop(key, None)
-            ids.clear()
+        if not any(dirty.values()):
+            return
+        with Read(self.room.doc) as r:
+            for name, ids in dirty.items():
+                if not ids:
+                    continue
+                root = self._raw[name]
+                mirror = self.mirror[name]
+                for key in ids:
+                    value = r.entry(root, key, _MISSING)
+                    if value is _MISSING:
+                        mirror.pop(key, None)
+                    else:
+                        mirror[key] = value
+                ids.clear()
 
-    def _refresh_changes(self, changes: list[Change]) -> None:
+    def _refresh_changes(self, r: Read, changes: list[Change]) -> None:
         """Bring the mirror up to date field by field: a keystroke re-reads one text, not a note."""
         full = self._dirty
         for root, path, keys in changes:
@@ -248,16 +254,17 @@ class PolicyGate(UpdateGate):
                 continue
             key = str(path[0])
             entry = self.mirror[root].get(key)
-            obj = self._roots[root].get(key)
-            if not isinstance(entry, dict) or not isinstance(obj, Map):
+            obj = r.get(self._raw[root], key)
+            if not isinstance(entry, dict) or not isinstance(obj, RawMap):
                 full[root].add(key)
                 continue
             fields = (keys or {}).keys() if len(path) == 1 else (str(path[1]),)
             for f in fields:
-                if f in obj:
-                    entry[f] = _plain(obj[f])
-                else:
+                value = r.entry(obj, f, _MISSING)
+                if value is _MISSING:
                     entry.pop(f, None)
+                else:
+                    entry[f] = value
         self._refresh(full)
 
     # -- who created each note (and link) ----------------------------------------------------
@@ -312,9 +319,12 @@ class PolicyGate(UpdateGate):
         if self._creators is None:
             return
         creators = self._creators[root]
-        live = self._roots[root]
+        live = self._raw[root]
+        assert self.room is not None
+        with Read(self.room.doc) as r:
+            gone = {key for key in keys if not r.has(live, key)}
         for key in keys:
-            if key not in live:
+            if key in gone:
                 creators.pop(key, None)
             elif key in placed:
                 creators[key] = placed[key]
@@ -394,9 +404,10 @@ class PolicyGate(UpdateGate):
                 raise CompensationFailed(f"{len(failed)} fix(es) failed: {failed[0]!r}")
             if reply is not None:
                 net = merge_binary(update, reply)
-        self._settle_admitted(changes, runs)
-        self._refresh_changes(changes)
-        self._refresh(self._dirty)
+        with Read(doc) as r:
+            self._settle_admitted(changes, runs)
+            self._refresh_changes(r, changes)
+            self._refresh(self._dirty)
         now = self.clock()
         audit = [
             AuditEntry(
@@ -530,6 +541,8 @@ class _Rules:
         self.writer = identity.can_write
         self.protect = gate.protect_notes()
         self.notes = gate._roots["notes"]
+        self.raw_notes = gate._raw["notes"]
+        self.r = Read(self.doc)  # open while judging (``judge``); fixes run after it closed
         self.blocks_before = gate.mirror["blocks"]
         self.notes_before = gate.mirror["notes"]
         self.fit = FitRules(
@@ -546,6 +559,10 @@ class _Rules:
         self.added: set[str] = set()  # note entries this update set (its sender created them)
 
     def judge(self, changes: list[Change]) -> None:
+        with self.r:
+            self._judge(changes)
+
+    def _judge(self, changes: list[Change]) -> None:
         inside = _NoteChanges()
         comments: list[tuple[tuple[str | int, ...], dict[str, str] | None]] = []
         self.deleted_notes: set[str] = set()
@@ -616,8 +633,9 @@ class _Rules:
     def org_of(self, nid: str) -> str:
         """The organization a note belongs to now, by the attribution rule (fit links ask)."""
         if nid in self.added:
-            note = self.notes.get(nid)
-            fields = _plain(note) if isinstance(note, Map) else {}
+            with Read(self.doc) as r:  # asked from the fit fix too, after judging
+                note = r.get(self.raw_notes, nid)
+                fields = r.plain(note) if isinstance(note, RawMap) else {}
             me = attribution.ids_entry(
                 self.me.user_id, self.me.org_id, self.me.name, self.facilitator
             )
@@ -657,11 +675,11 @@ class _Rules:
         if action in ("delete", "update") and before is not None:
             reason = self._may_change_note(nid, before)
         if reason is None and action in ("add", "update"):
-            new = notes.get(nid)
-            if not isinstance(new, Map):
+            new = self.r.get(self.raw_notes, nid)
+            if not isinstance(new, RawMap):
                 reason = "a note must be a map"
             else:
-                reason = self._may_place_note(new.get("block"))
+                reason = self._may_place_note(self.r.get(new, "block"))
 
         if reason is not None:
             if before is None:
@@ -683,10 +701,10 @@ class _Rules:
     def _shape(self, nid: str) -> None:
         """A new note has a text and only its author's own vote. Its organization and author
         are not written: they follow from the client id that created it."""
-        note = self.notes.get(nid)
-        assert isinstance(note, Map)
+        note = self.r.get(self.raw_notes, nid)
+        assert isinstance(note, RawMap)
         wrong: dict[str, Any] = {}
-        if not isinstance(note.get("text"), (Text, str)):
+        if not isinstance(self.r.get(note, "text"), (RawText, str)):
             wrong["text"] = Text("")
         others = self._foreign_votes(note, wrong)
         if others:
@@ -695,13 +713,13 @@ class _Rules:
         if wrong or others:
             self.d.fixes.append(self._reshape(nid, wrong, others))
 
-    def _foreign_votes(self, note: Map, wrong: dict[str, Any]) -> list[str]:
-        votes = note.get("votes")
-        if not isinstance(votes, Map):
-            if "votes" in note:
+    def _foreign_votes(self, note: RawMap, wrong: dict[str, Any]) -> list[str]:
+        votes = self.r.get(note, "votes")
+        if not isinstance(votes, RawMap):
+            if self.r.has(note, "votes"):
                 wrong["votes"] = Map()
             return []
-        return [] if self.facilitator else [k for k in votes.keys() if k != self.me.user_id]
+        return [] if self.facilitator else [k for k in self.r.keys(votes) if k != self.me.user_id]
 
     def _reshape(self, nid: str, wrong: dict[str, Any], others: list[str]) -> Callable[[], None]:
         def fix() -> None:
@@ -722,8 +740,8 @@ class _Rules:
     ) -> None:
         """Changes inside an existing note: content (edit, move, stamps), then votes."""
         before = self.notes_before[nid]
-        note = self.notes.get(nid)
-        if not isinstance(note, Map):
+        note = self.r.get(self.raw_notes, nid)
+        if not isinstance(note, RawMap):
             return
         content = set(fields) | ({"text"} if text_edited else set())
         refused = self._content_refusals(nid, before, note, fields, content)
@@ -742,7 +760,7 @@ class _Rules:
         self,
         nid: str,
         before: dict[str, Any],
-        note: Map,
+        note: RawMap,
         fields: dict[str, str],
         content: set[str],
     ) -> dict[str, str]:
@@ -758,7 +776,7 @@ class _Rules:
                 if f in fields:
                     refused[f] = "a note's organization and author follow from who created it"
         if "block" in fields:
-            why = self._may_place_note(note.get("block"))
+            why = self._may_place_note(self.r.get(note, "block"))
             if why is not None:
                 refused.update(dict.fromkeys(MOVE_FIELDS & (set(fields) | {"block"}), why))
         return refused
