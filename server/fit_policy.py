@@ -43,6 +43,7 @@ from .canvas.attribution import Author
 from .room import Room, spawn
 from .session import ROLE_FACILITATOR, Identity
 from .store.base import AuditEntry
+from .yread import RawMap, Read, raw
 
 log = logging.getLogger("cocanvas.fit")
 
@@ -119,8 +120,13 @@ class FitRules:
             return True
         if not self.notes:
             return False
-        if any(fit.PARTNER_ORG in (self.roots["notes"].get(n) or {}) for n in self.notes):
-            return True
+        notes = self.roots["notes"]
+        with Read(notes.doc) as r:  # asked for every note an update sets: no wrappers
+            raw_notes = raw(notes)
+            for nid in self.notes:
+                note = r.get(raw_notes, nid)
+                if isinstance(note, RawMap) and r.has(note, fit.PARTNER_ORG):
+                    return True
         return any(
             isinstance(link, dict)
             and (link.get("from") in self.notes or link.get("to") in self.notes)
