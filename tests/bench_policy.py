@@ -17,7 +17,7 @@ from server import yupdate
 from server.broker.memory import MemoryBroker
 from server.canvas import templates
 from server.policy import PolicyGate
-from server.room import Room, UpdateGate
+from server.room import Room, UpdateGate, _root_names
 from server.session import Identity, Session
 from server.vouch import decode_state_vector
 
@@ -83,12 +83,13 @@ def run(gate: UpdateGate, base: bytes, updates: list[bytes]) -> float:
     room.vouch.reset(decode_state_vector(room.doc.get_state()))
     verdicts = []
     for u in updates:
-        verdict = room.vouch.check(yupdate.read_update(u), None)
+        parsed = yupdate.read_update(u)
+        verdict = room.vouch.check(parsed, None)
         room.vouch.commit(verdict)
-        verdicts.append(verdict.runs)
+        verdicts.append((verdict.runs, _root_names(parsed)))  # as the room passes them
     t0 = time.perf_counter()
-    for u, runs in zip(updates, verdicts, strict=True):
-        gate.admit(room, session, u, runs=runs)
+    for u, (runs, roots) in zip(updates, verdicts, strict=True):
+        gate.admit(room, session, u, runs=runs, roots=roots)
     elapsed = time.perf_counter() - t0
     gate.detach(room)
     return elapsed / len(updates) * 1e6
