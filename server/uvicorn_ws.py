@@ -28,11 +28,14 @@ class Inbox:
     Items wait in the deque, never in the waiter's future, so a cancelled ``get`` loses nothing.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "_loop")
 
     def __init__(self) -> None:
         self._items: collections.deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # The connection's loop, kept from the first wait: asyncio.get_running_loop() makes a
+        # getpid() system call on every call (CPython 3.11), and this runs once per frame.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def empty(self) -> bool:
         return not self._items
@@ -50,7 +53,10 @@ class Inbox:
 
     async def get(self) -> Any:
         while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             self._waiter = waiter
             try:
                 await waiter

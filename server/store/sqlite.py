@@ -557,7 +557,11 @@ class SQLiteStore(Store):
                 with self._stats_lock:
                     self._stats.append_errors += 1
             self._raise_if_failed()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # The store's loop, not asyncio.get_running_loop() (a getpid() system call per call on
+        # CPython 3.11, once per append); the writer resolves every future on it anyway.
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[T] = loop.create_future()
         self._enqueued += 1
         self._queue.put(_Op(fn, future, atomic, nbytes))
         return future
