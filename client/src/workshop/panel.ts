@@ -87,6 +87,8 @@ interface ConsolePerson {
   removed: boolean
 }
 
+const NO_TIMER = 'No timer running'
+
 function plain<T>(m: Y.Map<unknown>): Record<string, T> {
   return m.toJSON() as Record<string, T>
 }
@@ -125,7 +127,7 @@ export class WorkshopPanel {
   private awareness: Awareness | null = null
   // timer
   private readonly timerLabel = h('div', { class: 'muted', id: 'ws-timer-label' })
-  private readonly timerRemaining = h('div', { class: 'ws-timer', id: 'ws-timer-remaining', 'aria-live': 'off' }, '–')
+  private readonly timerRemaining = h('div', { class: 'ws-timer idle', id: 'ws-timer-remaining', 'aria-live': 'off' }, NO_TIMER)
   private readonly timerEnd = h('div', { class: 'ws-timer-end', id: 'ws-timer-end', role: 'status' })
   private readonly sound = h('input', { type: 'checkbox', id: 'ws-timer-sound' })
   private endedFor = ''
@@ -318,9 +320,14 @@ export class WorkshopPanel {
     const id = this.currentTimerId()
     const t = id ? (plain<TimerDoc>(this.timers)[id] ?? null) : null
     if (!id || !t) {
-      setText(this.timerRemaining, '–')
+      // Idle says so in words (a bare dash read as a broken timer), and says who starts one.
+      this.timerRemaining.classList.add('idle')
+      setText(this.timerRemaining, NO_TIMER)
+      setText(this.timerLabel, this.facilitator ? 'Set the minutes and press Start' : 'The facilitator starts the timer')
+      delete this.timerRemaining.dataset.remainingMs
       return
     }
+    this.timerRemaining.classList.remove('idle')
     const left = remainingMs(t, this.clock.now())
     setText(this.timerLabel, `${t.label ?? id} · ${t.state ?? ''}`)
     setText(this.timerRemaining, formatRemaining(left))
