@@ -4,16 +4,11 @@
 #   scripts/bench-2node.sh LABEL [scenario regex]
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-/tmp/bench}
-ANCHORS=${ANCHORS:-/tmp/anchors}
 LABEL=${1:-cocanvas-2node}
 ONLY=${2:-.}
 OUT=${OUT:-$here/results/$LABEL.jsonl}
 RPORT=${RPORT:-6391}
-mkdir -p "$(dirname "$OUT")"
-export COCANVAS_SECRET=9187ddf19d338b6a804ef9fd27c60737374f6b3bded605c23da11641aa75f279
-export COCANVAS_RATE_MESSAGES_PER_S=100000 COCANVAS_RATE_CONNECTIONS_PER_S=100000
-export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=5000 COCANVAS_MAX_CONNECTIONS_PER_IDENTITY=4999 COCANVAS_LOG_LEVEL=warning
+source "$here/scripts/bench-env.sh"
 PG=postgresql://postgres@127.0.0.1:5432/test
 source "$here/scripts/bench-runs.sh"
 runs=("${runs[@]:0:4}")  # issue 3 measures the first four rows across two nodes

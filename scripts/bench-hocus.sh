@@ -3,13 +3,11 @@
 # warm-up, measure), so both can be interleaved in one session. Needs ../shared/bench/anchors/install.sh.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-/tmp/bench}
-ANCHORS=${ANCHORS:-/tmp/anchors}
 PORT=${PORT:-1235}
 LABEL=${1:-hocuspocus}
 ONLY=${2:-.}
 OUT=${OUT:-$here/results/$LABEL.jsonl}
-mkdir -p "$(dirname "$OUT")"
+source "$here/scripts/bench-env.sh"
 source "$here/scripts/bench-runs.sh"
 for run in "${runs[@]}"; do
   name=${run%%|*}; args=${run#*|}

@@ -7,14 +7,10 @@
 #             write) | sticky (one canvas per node, as nginx's hash by canvas id routes them)
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-/tmp/bench}
 LABEL=${1:-nodes}; BROKER=${2:-redis}; MODE=${3:-spread}; N=${4:-2}
 DURATION=${DURATION:-8}
 OUT=${OUT:-$here/results/$LABEL.jsonl}
-mkdir -p "$(dirname "$OUT")"
-export COCANVAS_SECRET=9187ddf19d338b6a804ef9fd27c60737374f6b3bded605c23da11641aa75f279
-export COCANVAS_RATE_MESSAGES_PER_S=100000 COCANVAS_RATE_CONNECTIONS_PER_S=100000
-export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=5000 COCANVAS_MAX_CONNECTIONS_PER_IDENTITY=4999 COCANVAS_LOG_LEVEL=warning
+source "$here/scripts/bench-env.sh"
 PG=postgresql://postgres@127.0.0.1:5432/test
 rdir=$(mktemp -d)
 rpids=()

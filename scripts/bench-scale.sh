@@ -6,20 +6,13 @@
 # Appends JSON lines to results/<LABEL>.jsonl and prints one summary line per run.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-/tmp/bench}
-ANCHORS=${ANCHORS:-/tmp/anchors}
 SERVER=${SERVER:-cocanvas}
 LABEL=${1:-scale}
 ONLY=${2:-.}
 OUT=${OUT:-$here/results/$LABEL.jsonl}
-mkdir -p "$(dirname "$OUT")"
-ulimit -n 65536
-export COCANVAS_SECRET=${COCANVAS_SECRET:-9dfc58486d77d62101f7ce7610af004e3440087b7c0d9f2d56dc68c99fbad0b4}
-export COCANVAS_RATE_MESSAGES_PER_S=${COCANVAS_RATE_MESSAGES_PER_S:-100000}
-export COCANVAS_RATE_CONNECTIONS_PER_S=${COCANVAS_RATE_CONNECTIONS_PER_S:-100000}
-export COCANVAS_MAX_CONNECTIONS_PER_CANVAS=${COCANVAS_MAX_CONNECTIONS_PER_CANVAS:-5000}
-export COCANVAS_MAX_CONNECTIONS_PER_IDENTITY=${COCANVAS_MAX_CONNECTIONS_PER_IDENTITY:-4999}
-export COCANVAS_LOG_LEVEL=${COCANVAS_LOG_LEVEL:-warning}
+source "$here/scripts/bench-env.sh"
+# 10,000 clients: as many descriptors as the hard limit allows
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # label|scale.mjs arguments ("hist" and "coldjoin" rows are special)
 rows=(
   "write1-r500|--docs 1 --per-doc 6 --writers-per-doc 4 --rate 500 --duration 5 --hold-ms 500"
