@@ -135,6 +135,23 @@ def stamp(raw: bytes, identity: Identity, org_name: str) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
+def _latest_per_id(payload: bytes) -> list[AwarenessEntry]:
+    """The message's entries, one per id (an honest client never repeats one: the newest
+    wins); raises CloseSession for a malformed message or an oversized state."""
+    try:
+        decoded = protocol.decode_awareness(payload)
+    except protocol.ProtocolError as exc:
+        raise _bad(str(exc)) from None
+    latest: dict[int, AwarenessEntry] = {}
+    for entry in decoded:
+        if len(entry[2]) > MAX_STATE_BYTES:
+            raise CloseSession(closecodes.MESSAGE_TOO_BIG, "awareness state too large")
+        seen = latest.get(entry[0])
+        if seen is None or entry[1] >= seen[1]:
+            latest[entry[0]] = entry
+    return list(latest.values())
+
+
 class Presence:
     """The awareness states of one canvas, on this node."""
 
@@ -209,49 +226,42 @@ class Presence:
             # full path would drop every entry (a session's first message always takes it: it
             # may be a reconnect, see the module doc).
             return
-        try:
-            decoded = protocol.decode_awareness(payload)
-        except protocol.ProtocolError as exc:
-            raise _bad(str(exc)) from None
-        for _, _, state in decoded:
-            if len(state) > MAX_STATE_BYTES:
-                raise CloseSession(closecodes.MESSAGE_TOO_BIG, "awareness state too large")
-        if self._closed or not decoded:
+        entries = _latest_per_id(payload)
+        if self._closed or not entries:
             return
-        # One entry per id (an honest client never repeats one): the newest wins.
-        latest: dict[int, AwarenessEntry] = {}
-        for entry in decoded:
-            seen = latest.get(entry[0])
-            if seen is None or entry[1] >= seen[1]:
-                latest[entry[0]] = entry
-        entries = list(latest.values())
         # A stock client's first message on a socket is its own state, alone (see module doc).
         may_reconnect = session not in self._spoken and len(entries) == 1
         self._spoken.add(session)
         identity = session.identity
-
         wanted = [e[0] for e in entries if self._needs_claim(e, may_reconnect, identity)]
-        if wanted:
-            # Ids it binds count with those its updates bound (session.bound_ids).
-            if len(session.bound_ids | session.client_ids) + len(wanted) > MAX_IDS_PER_SESSION:
-                raise CloseSession(closecodes.POLICY_VIOLATION, "too many awareness client ids")
-            try:
-                refused = await self.client_ids.claim(wanted, identity)
-                session.bound_ids.update(c for c in wanted if c not in refused)
-            except CanvasNotFound:
-                raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
-            except StoreError as exc:
-                # Presence is not worth failing for: the ids stay unbound and their states are
-                # dropped; the client renews them within 15 s.
-                log.warning("awareness ids of %s not bound: %s", self.canvas_id, exc)
-            if self._closed or session not in self._spoken:
-                return  # the session left (or the room closed) meanwhile
-
+        if wanted and not await self._claim(session, wanted):
+            return  # the session left (or the room closed) meanwhile
         decisions = [
             d for e in entries if (d := self._decide(session, e, may_reconnect)) is not None
         ]
-        if not decisions:
-            return
+        if decisions:
+            self._admit(session, decisions)
+
+    async def _claim(self, session: Session, wanted: list[int]) -> bool:
+        """Bind ids nobody owns yet to the sender; False when the session or the room went away
+        meanwhile (nothing more to do)."""
+        # Ids it binds count with those its updates bound (session.bound_ids).
+        if len(session.bound_ids | session.client_ids) + len(wanted) > MAX_IDS_PER_SESSION:
+            raise CloseSession(closecodes.POLICY_VIOLATION, "too many awareness client ids")
+        try:
+            refused = await self.client_ids.claim(wanted, session.identity)
+            session.bound_ids.update(c for c in wanted if c not in refused)
+        except CanvasNotFound:
+            raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
+        except StoreError as exc:
+            # Presence is not worth failing for: the ids stay unbound and their states are
+            # dropped; the client renews them within 15 s.
+            log.warning("awareness ids of %s not bound: %s", self.canvas_id, exc)
+        return not self._closed and session in self._spoken
+
+    def _admit(self, session: Session, decisions: list[_Decision]) -> None:
+        """Apply what was decided and schedule the flush; a session holds a bounded number of
+        ids."""
         new_ids = {
             d.client_id
             for d in decisions
@@ -279,44 +289,63 @@ class Presence:
         self, session: Session, entry: AwarenessEntry, may_reconnect: bool
     ) -> _Decision | None:
         cid, clock, raw = entry
-        identity = session.identity
-        if self.client_ids.owned_by(cid, identity) is not True:
+        if self.client_ids.owned_by(cid, session.identity) is not True:
             return None  # another user's id (or one that could not be bound): never relayed
         current = self._states.get(cid)
+        if _is_null(raw):
+            return self._removal(session, cid, clock, current)
         gone = self._gone.get(cid) if current is None else None
         last = current.clock if current is not None else (gone[0] if gone is not None else None)
-        holds = (current is not None and current.holder is session) or (
-            gone is not None and gone[1] == session.id
-        )
-        if _is_null(raw):
-            # Only the session holding a live state removes it; anything else is an echo.
-            if current is None or current.state == NULL_STATE or current.holder is not session:
-                return None
-            announce = clock if clock > current.clock else current.clock + 1
-            return _Decision(cid, announce, NULL_STATE, b"", None, clock, announce != clock)
         if last is None or clock > last:
             state, key = self._stamp(session, current, raw)
             return _Decision(cid, clock, state, raw, key, clock, False)
-        # Not newer than what was announced last.
+        holds = (current is not None and current.holder is session) or (
+            gone is not None and gone[1] == session.id
+        )
+        stamped = self._not_newer(session, entry, current, holds, may_reconnect)
+        if stamped is None:
+            return None
+        return _Decision(cid, last + 1, stamped[0], raw, stamped[1], clock, True)
+
+    @staticmethod
+    def _removal(
+        session: Session, cid: int, clock: int, current: _Entry | None
+    ) -> _Decision | None:
+        """Only the session holding a live state removes it; anything else is an echo."""
+        if current is None or current.state == NULL_STATE or current.holder is not session:
+            return None
+        announce = clock if clock > current.clock else current.clock + 1
+        return _Decision(cid, announce, NULL_STATE, b"", None, clock, announce != clock)
+
+    def _not_newer(
+        self,
+        session: Session,
+        entry: AwarenessEntry,
+        current: _Entry | None,
+        holds: bool,
+        may_reconnect: bool,
+    ) -> tuple[bytes, tuple[Identity, str]] | None:
+        """A state at a clock not above the last announced: the stamped state to announce above
+        it, or None for an echo."""
+        _, clock, raw = entry
         live = current is not None and current.state != NULL_STATE
-        if holds and live:
-            assert current is not None
-            told = current.told or {}
-            if raw == current.raw or raw == current.state or told.get(clock) == raw:
-                return None  # unchanged, or the echo of its own state or of a clock it was told
-            if clock <= current.seen:
-                return None  # older than what it sent already
-            state, key = self._stamp(session, current, raw)
-            if state == current.state or told.get(clock) == state:
-                return None  # the same echo, serialized differently by the client
-            # A change sent before it adopted a raised clock: announce it above the last one.
-        elif holds:
-            state, key = self._stamp(session, current, raw)  # back after its own removal
-        elif may_reconnect:
-            state, key = self._stamp(session, current, raw)  # the owner's tab on a new socket
-        else:
+        if not holds:
+            if may_reconnect:
+                return self._stamp(session, current, raw)  # the owner's tab on a new socket
             return None  # an echo: another tab of the same user repeating what it heard
-        return _Decision(cid, last + 1, state, raw, key, clock, True)
+        if not live:
+            return self._stamp(session, current, raw)  # back after its own removal
+        assert current is not None
+        told = current.told or {}
+        if raw == current.raw or raw == current.state or told.get(clock) == raw:
+            return None  # unchanged, or the echo of its own state or of a clock it was told
+        if clock <= current.seen:
+            return None  # older than what it sent already
+        state, key = self._stamp(session, current, raw)
+        if state == current.state or told.get(clock) == state:
+            return None  # the same echo, serialized differently by the client
+        # A change sent before it adopted a raised clock: announce it above the last one.
+        return state, key
 
     def _stamp(
         self, session: Session, current: _Entry | None, raw: bytes
