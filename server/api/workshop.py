@@ -454,16 +454,19 @@ async def close_round(
         before = rounds.read(room.doc, round_id)
         if before is None:
             raise HTTPException(404, "no such round")
-        ballots = await svc.store.close_round(canvas_id, round_id, time.time())
-        if ballots is None:
+        closed = await svc.store.close_round(canvas_id, round_id, time.time())
+        if closed is None:
             raise HTTPException(404, "no such round")
+        ballots = closed.ballots
         names = _org_names(room.doc)
         await _write(
             room,
             lambda doc: rounds.write_close(doc, round_id, ballots, names, now_ms()),
             [_audit(canvas_id, caller, "close-round", round_id)],
         )
-        if before.status == "open":  # the first close: an automatic version of the result
+        # The first close of all, on any node (the store says: two facilitators closing at once
+        # on two nodes both saw "open" in their documents): an automatic version of the result.
+        if closed.first:
             title = before.config.title or round_id
             await versions.save_automatic(
                 svc.store, canvas_id, room.doc, f"vote round closed: {title}"

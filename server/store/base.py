@@ -132,6 +132,15 @@ class Ballot:
     at: float
 
 
+@dataclass(slots=True)
+class ClosedRound:
+    """What closing a vote round gives: every ballot, and whether this call is the one that
+    closed it (the first close of all, across nodes: it alone saves the automatic version)."""
+
+    ballots: list[Ballot]
+    first: bool
+
+
 @dataclass(slots=True, frozen=True)
 class ClientBinding:
     """Which identity owns a Yjs client id on one canvas.
@@ -390,9 +399,10 @@ class BallotBox(abc.ABC):
     async def list_ballots(self, canvas_id: str, round_id: str) -> list[Ballot]: ...
 
     @abc.abstractmethod
-    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> ClosedRound | None:
         """Close the round (if open) and return every ballot, in one transaction; None for no
-        such round. Closing a closed round returns the same ballots."""
+        such round. Closing a closed round returns the same ballots with ``first`` False: of
+        closes racing from several nodes, exactly one is first."""
 
 
 class Roster(abc.ABC):

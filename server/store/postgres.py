@@ -37,6 +37,7 @@ from .base import (
     CanvasNotFound,
     CanvasRecord,
     ClientBinding,
+    ClosedRound,
     Invite,
     LogStats,
     Merge,
@@ -1034,8 +1035,14 @@ class PostgresStore(Store):
             rows = await cur.fetchall()
         return [_ballot(r) for r in rows]
 
-    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> ClosedRound | None:
         async with self._conn() as conn, conn.transaction():
+            # The row lock orders racing closes: the second reads the first one's 'closed'.
+            cur = await conn.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id = %s AND round_id = %s FOR UPDATE",
+                (canvas_id, round_id),
+            )
+            was = await cur.fetchone()
             cur = await conn.execute(
                 "UPDATE vote_rounds SET status = 'closed', closed_at = coalesce(closed_at, %s)"
                 " WHERE canvas_id = %s AND round_id = %s",
@@ -1049,7 +1056,7 @@ class PostgresStore(Store):
                 (canvas_id, round_id),
             )
             rows = await cur.fetchall()
-        return [_ballot(r) for r in rows]
+        return ClosedRound([_ballot(r) for r in rows], was is not None and was[0] == "open")
 
 
 class _Lost(Exception):

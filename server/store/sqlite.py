@@ -46,6 +46,7 @@ from .base import (
     CanvasNotFound,
     CanvasRecord,
     ClientBinding,
+    ClosedRound,
     Invite,
     LogStats,
     Merge,
@@ -1183,8 +1184,13 @@ class SQLiteStore(Store):
         )
         return [self._ballot(r) for r in rows]
 
-    async def close_round(self, canvas_id: str, round_id: str, at: float) -> list[Ballot] | None:
-        def fn(c: sqlite3.Connection) -> list[Ballot] | None:
+    async def close_round(self, canvas_id: str, round_id: str, at: float) -> ClosedRound | None:
+        def fn(c: sqlite3.Connection) -> ClosedRound | None:
+            # One writer at a time (BEGIN IMMEDIATE): the status read here is the one replaced.
+            was = c.execute(
+                "SELECT status FROM vote_rounds WHERE canvas_id=? AND round_id=?",
+                (canvas_id, round_id),
+            ).fetchone()
             cur = c.execute(
                 "UPDATE vote_rounds SET status='closed', closed_at=COALESCE(closed_at, ?) "
                 "WHERE canvas_id=? AND round_id=?",
@@ -1197,6 +1203,8 @@ class SQLiteStore(Store):
                 "ORDER BY user_id",
                 (canvas_id, round_id),
             ).fetchall()
-            return [self._ballot(r) for r in rows]
+            return ClosedRound(
+                [self._ballot(r) for r in rows], was is not None and was[0] == "open"
+            )
 
         return await self._write(fn)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from server.store.base import AuditEntry, Ballot, CanvasNotFound, Participant, Store
+from server.store.base import AuditEntry, Ballot, CanvasNotFound, ClosedRound, Participant, Store
 
 from .test_store_contract import StoreFactory, canvas, make_store, store  # noqa: F401
 
@@ -31,14 +31,16 @@ async def test_ballots_only_while_open_and_replaced_whole(store: Store) -> None:
     got = await store.get_ballot(rec.id, "r", "ann")
     assert got is not None and got.dots == {"n2": 1}
     closed = await store.close_round(rec.id, "r", 2.0)
-    assert closed is not None and [(b.user_id, b.dots) for b in closed] == [
+    assert closed is not None and closed.first
+    assert [(b.user_id, b.dots) for b in closed.ballots] == [
         ("ann", {"n2": 1}),
         ("bob", {"n1": 1}),
     ]
     assert await store.round_status(rec.id, "r") == "closed"
     assert not await store.put_ballot(ballot(rec.id, "r", "ann", {"n1": 1}))
     again = await store.close_round(rec.id, "r", 3.0)
-    assert again is not None and [b.dots for b in again] == [b.dots for b in closed]
+    assert again is not None and not again.first  # closing again saves no second version
+    assert [b.dots for b in again.ballots] == [b.dots for b in closed.ballots]
     assert await store.close_round(rec.id, "missing", 3.0) is None
     assert await store.delete_canvas(rec.id)
     assert await store.round_status(rec.id, "r") is None
@@ -54,15 +56,34 @@ async def test_a_ballot_racing_the_close_is_counted_or_refused(make_store: Store
     async def cast(user: str) -> tuple[str, bool]:
         return user, await two.put_ballot(ballot(rec.id, "r", user, {"n": 1}))
 
-    async def close_midway() -> list[Ballot] | None:
+    async def close_midway() -> ClosedRound | None:
         await asyncio.sleep(0)
         return await one.close_round(rec.id, "r", 2.0)
 
     *votes, closed = await asyncio.gather(*(cast(u) for u in users), close_midway())
     accepted = {u for u, ok in votes if ok}  # type: ignore[misc]
     assert closed is not None
-    assert {b.user_id for b in closed} == accepted
+    assert {b.user_id for b in closed.ballots} == accepted
     assert {b.user_id for b in await two.list_ballots(rec.id, "r")} == accepted
+
+
+async def test_closes_racing_from_two_nodes_have_exactly_one_first(
+    make_store: StoreFactory,  # noqa: F811
+) -> None:
+    """Two facilitators close the same round at once on two nodes: both get the tally, exactly
+    one is told it closed the round (only that one saves the automatic version)."""
+    one, two = await make_store(), await make_store()
+    for r in range(5):
+        rec = canvas()
+        await one.create_canvas(rec, None)
+        await one.open_round(rec.id, "r", 1.0)
+        assert await two.put_ballot(ballot(rec.id, "r", "ann", {"n": r + 1}))
+        closes = await asyncio.gather(
+            *(s.close_round(rec.id, "r", 2.0) for s in (one, two, one, two))
+        )
+        assert all(c is not None for c in closes)
+        assert sum(1 for c in closes if c is not None and c.first) == 1, closes
+        assert all(c is not None and [b.dots for b in c.ballots] == [{"n": r + 1}] for c in closes)
 
 
 async def test_roster_role_removal_last_seen_with_audit(store: Store) -> None:  # noqa: F811
