@@ -238,11 +238,7 @@ class PolicyGate(UpdateGate):
                 root = self._raw[name]
                 mirror = self.mirror[name]
                 for key in ids:
-                    value = r.entry(root, key, _MISSING)
-                    if value is _MISSING:
-                        mirror.pop(key, None)
-                    else:
-                        mirror[key] = value
+                    _copy(r, root, key, mirror)
                 ids.clear()
 
     def _refresh_changes(self, r: Read, changes: list[Change]) -> None:
@@ -260,11 +256,7 @@ class PolicyGate(UpdateGate):
                 continue
             fields = (keys or {}).keys() if len(path) == 1 else (str(path[1]),)
             for f in fields:
-                value = r.entry(obj, f, _MISSING)
-                if value is _MISSING:
-                    entry.pop(f, None)
-                else:
-                    entry[f] = value
+                _copy(r, obj, f, entry)
         self._refresh(full)
 
     # -- who created each note (and link) ----------------------------------------------------
@@ -474,6 +466,15 @@ class PolicyGate(UpdateGate):
     def protect_notes(self) -> bool:
         value = self.mirror["meta"].get("protect_notes")
         return value if isinstance(value, bool) else self.protect_default
+
+
+def _copy(r: Read, source: RawMap, key: str, into: dict[str, Any]) -> None:
+    """Mirror one entry: ``into[key]`` becomes ``source[key]`` as plain Python, or goes."""
+    value = r.entry(source, key, _MISSING)
+    if value is _MISSING:
+        into.pop(key, None)
+    else:
+        into[key] = value
 
 
 def _may_dangle(root: str, keys: dict[str, Any]) -> bool:
