@@ -320,10 +320,11 @@ export class WorkshopPanel {
     const id = this.currentTimerId()
     const t = id ? (plain<TimerDoc>(this.timers)[id] ?? null) : null
     if (!id || !t) {
-      // Idle says so in words (a bare dash read as a broken timer), and says who starts one.
+      // Idle says so in words (a bare dash read as a broken timer), and who starts one; the
+      // facilitator has the Start control right below.
       this.timerRemaining.classList.add('idle')
-      setText(this.timerRemaining, NO_TIMER)
-      setText(this.timerLabel, this.facilitator ? 'Set the minutes and press Start' : 'The facilitator starts the timer')
+      setText(this.timerRemaining, this.facilitator ? NO_TIMER : `${NO_TIMER}: the facilitator starts one`)
+      setText(this.timerLabel, '')
       delete this.timerRemaining.dataset.remainingMs
       return
     }
