@@ -101,9 +101,14 @@ class _StatsCollector(Collector):
                 h.full_seconds,
             )
             yield _gauge(
-                "cocanvas_gc_frozen_objects",
-                "Objects in the permanent generation after the last freeze",
-                h.frozen_objects,
+                "cocanvas_gc_last_freed_blocks",
+                "Memory blocks the last full collection freed (its cyclic garbage)",
+                h.last_freed_blocks,
+            )
+            yield _gauge(
+                "cocanvas_gc_next_full_resident_bytes",
+                "Resident memory at which the next full collection runs (or when full_s passes)",
+                h.next_full_rss,
             )
 
     def describe(self) -> Iterable[Metric]:

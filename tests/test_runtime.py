@@ -12,7 +12,7 @@ import gc
 import time
 import weakref
 
-from server.runtime import HeapKeeper, LoopLag
+from server.runtime import BACKOFF_MAX, HeapKeeper, LoopLag, resident_bytes
 
 
 class Node:
@@ -51,21 +51,63 @@ async def test_freeze_keeps_automatic_collections_off_the_long_lived_heap() -> N
     assert gc.get_threshold() == thresholds
 
 
-async def test_the_frozen_heap_growing_by_half_triggers_a_full_collection() -> None:
+class Blob:
+    """A reference cycle that holds memory, as a closed session holds its buffers."""
+
+    def __init__(self, size: int) -> None:
+        self.me = self
+        self.payload = [bytearray(64) for _ in range(size)]  # many small blocks, as objects are
+
+
+def blobs(count: int, size: int) -> list[weakref.ref[Blob]]:
+    return [weakref.ref(Blob(size)) for _ in range(count)]
+
+
+async def test_resident_memory_growing_by_half_triggers_a_full_collection() -> None:
     keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5)
     keeper.start()
     try:
         before = keeper.stats.full_collections
         keeper._tick()
         assert keeper.stats.full_collections == before  # steady heap: no full pause
-        garbage = [cycle() for _ in range(keeper._baseline)]  # grow the heap past +50 %
-        keep = [r() for r in garbage]
-        del keep
+        rss = resident_bytes()
+        assert 0 < rss < keeper.stats.next_full_rss
+        garbage: list[weakref.ref[Blob]] = []
+        while resident_bytes() < keeper.stats.next_full_rss:  # cycles past +50 % of memory
+            garbage += blobs(50, 2_000)
         keeper._tick()
         assert keeper.stats.full_collections == before + 1
         assert all(r() is None for r in garbage)
+        assert keeper.stats.last_freed_blocks > 100_000
     finally:
         keeper.stop()
+
+
+async def test_collections_that_find_little_garbage_back_off_and_one_that_finds_much_resets() -> (
+    None
+):
+    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5)
+    keeper.start()
+    live = []
+    try:
+        assert keeper.stats.backoff == 1
+        live.append([Blob(2_000) for _ in range(20)])  # live work: nothing to reclaim
+        keeper._full()
+        assert keeper.stats.backoff == 2  # twice the growth and the time before the next
+        far = keeper.stats.next_full_rss
+        keeper._full()
+        assert keeper.stats.backoff == 4
+        assert keeper.stats.next_full_rss > far
+        for _ in range(6):
+            keeper._full()
+        assert keeper.stats.backoff == BACKOFF_MAX  # bounded: memory still gets collected
+        garbage = blobs(200, 2_000)  # sessions churning through cycles: worth collecting
+        keeper._full()
+        assert all(r() is None for r in garbage)
+        assert keeper.stats.backoff == 1
+    finally:
+        keeper.stop()
+        live.clear()
 
 
 async def test_a_second_keeper_in_the_same_process_does_not_act() -> None:
