@@ -25,7 +25,7 @@ What it does instead:
 * The growth it waits for adapts to what collections find. A node that grows because it gained
   live work (4,000 clients joining 1,000 canvases: 90,000 -> 600,000 objects) holds almost no
   cyclic garbage, and collecting it stopped every canvas for 170-510 ms to reclaim 0.2-1.4 % of
-  the heap, twice inside the issue-11 load window. So a full collection that reclaims under
+  the heap, one of them inside the issue-11 load window. So a full collection that reclaims under
   ``YIELD_SHARE`` of the allocated memory blocks doubles the growth the next one waits for, and the
   time between them, up to ``BACKOFF_MAX`` times; one that reclaims more (sessions churning
   through reference cycles) resets both.
@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from .store.base import HistogramStats
 
 YOUNG_THRESHOLD = 10_000
-# A full collection that reclaims less than this share of what it walked was not worth its
-# pause: the next one waits for twice the growth and twice the time ...
+# A full collection that frees less than this share of the allocated memory blocks was not
+# worth its pause: the next one waits for twice the growth and twice the time ...
 YIELD_SHARE = 0.05
 # ... up to this many times the configured growth and interval.
 BACKOFF_MAX = 8
