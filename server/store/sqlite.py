@@ -168,7 +168,8 @@ _FILES = ("", "-wal", "-shm")
 class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
-    # Appends validate before writing, so they need no savepoint; everything else gets one.
+    # Appends with no audit rows validate before writing, so they need no savepoint; everything
+    # else (an append with audit rows included) gets one.
     atomic: bool
     # An append's update size (counted once committed); -1 for every other operation.
     nbytes: int = -1
@@ -712,7 +713,9 @@ class SQLiteStore(Store):
             assert rowid is not None
             return rowid
 
-        return self._submit(fn, atomic=True, nbytes=len(update))
+        # An append alone validates before writing (the canvas check), so it needs no savepoint;
+        # with audit rows it gets one, or a failing audit row would leave its update committed.
+        return self._submit(fn, atomic=not audit, nbytes=len(update))
 
     @staticmethod
     def _load(c: sqlite3.Connection, canvas_id: str) -> StoredDoc | None:
@@ -842,7 +845,7 @@ class SQLiteStore(Store):
                 raise StoreError("client id bindings went missing")  # cannot happen
             return found
 
-        # Not atomic=True like append: a row failing halfway through executemany must not
+        # Not atomic=True like a bare append: a row failing halfway through executemany must not
         # leave the earlier rows of the call bound, so the call gets its own savepoint.
         return await self._write(fn)
 

@@ -777,6 +777,27 @@ async def test_audit_newest_first(store: Store) -> None:
         await store.append("missing", b"\x00\x00", audit=[entry("missing", 1.0, "x")])
 
 
+async def test_append_whose_audit_cannot_be_written_leaves_no_update(store: Store) -> None:
+    """An update and its audit rows are one: if the audit rows fail, the update is not stored
+    either (a stored, broadcastable edit with no record of who made it would be a hole)."""
+    author = Author()
+    await store.create_canvas(canvas("c"), author.edit("a", "1"))
+    bad = AuditEntry("c", 1.0, "u1", "Ada", "org-a", None, "b")  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await store.append("c", author.edit("b", "2"), audit=[bad])
+    doc = await store.load("c")
+    assert doc is not None
+    assert notes_of(doc.parts()) == {"a": "1"}
+    assert await store.list_audit("c") == []
+    # The store goes on: the next append with its audit lands (from another client: the lost
+    # edit's clocks would hold back the same client's next update).
+    await store.append("c", Author().edit("c", "3"), audit=[entry("c", 2.0, "c")])
+    doc = await store.load("c")
+    assert doc is not None
+    assert notes_of(doc.parts()) == {"a": "1", "c": "3"}
+    assert [e.target for e in await store.list_audit("c")] == ["c"]
+
+
 # -- invites and participants -------------------------------------------------------------
 
 
