@@ -14,7 +14,9 @@ CLIENT_DEPS := client/node_modules/.package-lock.json
 
 # Exactly the versions (and hashes) in the lock, then the project itself without its dependencies.
 # The lock is resolved for CPython 3.11 on x86-64 Linux; elsewhere pyproject.toml's ranges apply.
-$(STAMP): pyproject.toml $(LOCK)
+# setup.py compiles server/yupdate.py and server/vouch.py (mypyc): an edit to either reinstalls,
+# so `make test` tests the compiled code that ships, not the pure fallback (server/native.py).
+$(STAMP): pyproject.toml setup.py $(LOCK) server/yupdate.py server/vouch.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	if $(BIN)/python -c 'import platform as p, sys; sys.exit(not (sys.version_info[:2] == (3, 11) and p.system() == "Linux" and p.machine() == "x86_64"))'; then \

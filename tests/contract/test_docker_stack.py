@@ -88,6 +88,17 @@ def image() -> Iterator[str]:
     yield cli
 
 
+def test_image_runs_the_compiled_reader_and_validator(image: str) -> None:
+    """The build stage has a compiler: the image's reader and validator are mypyc's, not a
+    silent fall back to the pure source (server/native.py)."""
+    status = run(
+        image, "run", "--rm", IMAGE, "python", "-c",
+        "import server.vouch, server.yupdate\nfrom server import native\n"
+        "print(native.status, native.compiled())",
+    )  # fmt: skip
+    assert status == "compiled True"
+
+
 @contextlib.contextmanager
 def container(cli: str, *args: str) -> Iterator[str]:
     name = f"cocanvas-test-{uuid.uuid4().hex[:8]}"
