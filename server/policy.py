@@ -615,6 +615,7 @@ class _Rules:
             self.notes,
             self.gate.mirror["comments"],
             self.gate.mirror["stage"],
+            lambda cid, before: self.gate.author_of("comments", cid, before),
             self.gate.clock,
         )
 

@@ -54,6 +54,11 @@ def cases() -> dict[str, Doc]:
         d.get("links", type=Map)["L1"] = Map({"from": "a1", "to": "b1", **lie})
 
     write_as(doc, 1002, link, user="u_ann", org="alpha", name="Ann")
+
+    def comment(d: Doc) -> None:
+        d.get("comments", type=Map)["C1"] = Map({"note": "b1", "text": "mine", **lie})
+
+    write_as(doc, 1002, comment, user="u_ann", org="alpha", name="Ann")
     out["hostile"] = doc
     # Two members set the same note id concurrently: both sides must agree on the winner.
     base = _canvas()
@@ -101,9 +106,11 @@ def test_the_client_shows_what_the_server_attributes(tmp_path: Path) -> None:
     server_view = {
         name: {nid: [a.org, a.user, a.name] for nid, a in authors_of(doc).items()}
         | {f"links:{k}": [a.org, a.user, a.name] for k, a in authors_of(doc, "links").items()}
+        | {f"comments:{k}": [a.org, a.user, a.name] for k, a in authors_of(doc, "comments").items()}
         for name, doc in docs.items()
     }
     assert server_view["hostile"]["links:L1"] == ["alpha", "u_ann", "Ann"]
+    assert server_view["hostile"]["comments:C1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["a1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["b1"] == ["alpha", "u_ann", "Ann"]
     assert server_view["hostile"]["f1"] == ["beta", "u_fac", "Fran"]

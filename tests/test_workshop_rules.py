@@ -7,6 +7,7 @@ the room, in the store and in every participant's document."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pycrdt import Doc, Map, Text
 
 from server.session import Identity
 from server.workshop import stage
-from tests.adversary import Client, doc_json, json_of
+from tests.adversary import Client, decode_sv, doc_json, json_of
 from tests.inproc import canvas_rooms
 
 FAC = Identity("u_fac", "Fran", "", "facilitator")
@@ -61,6 +62,21 @@ ROWS = [
             and a["comments"]["c9"]["org"] == "alpha"
             and a["comments"]["c9"]["author_name"] == "Ann"
         ),
+    ),
+    Row(
+        "another partner replaces a comment with a copy that names its author",
+        "bob",
+        lambda d: comments(d).__setitem__(
+            "c1", comment("n1", "why not", author="u_ann", author_name="Ann", org="alpha")
+        ),
+        "only its author or a facilitator",
+    ),
+    Row(
+        "a comment dated long ago is dated now",
+        "ann",
+        lambda d: comments(d).__setitem__("c9", comment("n1", "old news", created_at=1)),
+        None,
+        lambda a, b: a["comments"]["c9"]["created_at"] > b["comments"]["c1"]["created_at"] - 1,
     ),
     Row(
         "another partner rewrites a comment",
@@ -205,6 +221,36 @@ async def _run(tmp: Path, row: Row) -> None:
         for c in people.values():
             assert c.json() == after, f"{c.name}'s document did not converge"
             assert not c.closes, f"{c.name} was closed: {c.closes}"
+
+
+async def _honest_comment(tmp: Path) -> None:
+    async with canvas_rooms(tmp, orgs=("Alpha", "Beta"), title="Partners") as [room]:
+        people = await _setup(room)
+        await _step(
+            people,
+            "ann",
+            lambda d: d.get("notes", type=Map).__setitem__("n1", _note("Ann's", "alpha")),
+        )
+        server_clock = room.doc.get_state()
+        at = int(time.time() * 1000)
+        honest = comment("n1", "why not", resolved=False, created_at=at)
+        await _step(people, "ann", lambda d: comments(d).__setitem__("c1", honest))
+        # The server wrote nothing: no correction transaction, no stamps in the update.
+        assert room.doc.get_state() != server_clock
+        mine = decode_sv(room.doc.get_state()).get(room.doc.client_id)
+        assert mine == decode_sv(server_clock).get(room.doc.client_id)
+        raw = comments(room.doc)["c1"].to_py()
+        assert raw == {"note": "n1", "text": "why not", "resolved": False, "created_at": at}
+        after = json_of(room.doc)["comments"]["c1"]
+        assert (after["author"], after["author_name"], after["org"]) == ("u_ann", "Ann", "alpha")
+        for c in people.values():
+            assert c.json()["comments"]["c1"] == after
+
+
+def test_an_honest_comment_is_attributed_without_a_correction(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    loop.run_until_complete(_honest_comment(tmp_path))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])

@@ -9,6 +9,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from server import protocol
+from server.canvas.export import doc_to_json
 from tests.partner_helpers import Member, api, connect, member
 from tests.support import ServerProcess, YClient
 
@@ -84,4 +85,6 @@ def stage_of(client: YClient) -> dict[str, Any]:
 
 
 def comments_of(client: YClient) -> dict[str, Any]:
-    return client.doc.get("comments", type=Map).to_py() or {}
+    """The client's comments as everyone reads them: author and organization from the creating
+    client id (``server/canvas/attribution.py``), not from the comment's own fields."""
+    return doc_to_json(client.doc)["comments"]

@@ -1,4 +1,4 @@
-// Who wrote a note (or a fit link): its organization and author follow from the client id that
+// Who wrote a note (or a fit link, or a comment): its organization and author follow from the client id that
 // created it.
 // The mirror of server/canvas/attribution.py — the one rule, in one module, on each side.
 //
@@ -71,8 +71,9 @@ export function creatorOf(entries: Y.Map<unknown>, id: string): number | null {
   return item && !item.deleted ? item.id.client : null
 }
 
-/** A note's (or, with root 'links', a fit link's) attribution in its document (null: none). */
-export function authorOf(doc: Y.Doc, id: string, root: 'notes' | 'links' = 'notes'): Author | null {
+/** A note's (or, with root 'links' or 'comments', a fit link's or a comment's) attribution in
+ * its document (null: none). */
+export function authorOf(doc: Y.Doc, id: string, root: 'notes' | 'links' | 'comments' = 'notes'): Author | null {
   const entries = doc.getMap(root)
   const entry = entries.get(id)
   const client = creatorOf(entries, id)

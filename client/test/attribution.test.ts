@@ -85,6 +85,10 @@ describe('attribution (the mirror of server/canvas/attribution.py)', () => {
         const a = authorOf(doc, lid, 'links')
         if (a) seen[`links:${lid}`] = [a.org, a.user, a.name]
       })
+      doc.getMap('comments').forEach((_v, cid) => {
+        const a = authorOf(doc, cid, 'comments')
+        if (a) seen[`comments:${cid}`] = [a.org, a.user, a.name]
+      })
       out[c.name] = seen
     }
     if (process.env.COCANVAS_ATTRIBUTION_OUT) writeFileSync(process.env.COCANVAS_ATTRIBUTION_OUT, JSON.stringify(out))

@@ -1,5 +1,5 @@
-"""Who wrote a note (or a fit link): its organization and author follow from the client id that
-created it.
+"""Who wrote a note (or a fit link, or a comment): its organization and author follow from the
+client id that created it.
 
 A note's own ``org``, ``author`` and ``author_name`` fields are whatever its creator wrote. The
 server used to overwrite them with a correction per note (one more transaction, a bigger update
@@ -10,7 +10,7 @@ root says who that is (client id as a string -> ``{user, org, name, facilitator}
 client id, durable before the first note that needs it is seen (``Room._attribute``).
 
 The rule, here and nowhere else on the server (``client/src/attribution.ts`` is its mirror), for
-the entries of ``notes`` and of ``links`` (:data:`ENTRY_CLASSES`) alike:
+the entries of ``notes``, ``links`` and ``comments`` (:data:`ENTRY_CLASSES`) alike:
 
 * creator bound to the server (its own ids, or ``:legacy`` ids whose content predates bindings):
   the note's fields are trusted, the server wrote them (HTTP notes, templates, a drafts reveal,
@@ -107,7 +107,7 @@ def attribute(note: Mapping[str, Any], creator: Any, orgs: Container[str]) -> Au
 # -- who created each entry ---------------------------------------------------------------------
 
 # Roots whose entries are attributed by their creating client id: root -> class of an entry.
-ENTRY_CLASSES = {"notes": "note", "links": "link"}
+ENTRY_CLASSES = {"notes": "note", "links": "link", "comments": "comment"}
 
 
 def _is_entry(info: tuple[str, str | None, str | None], root: str) -> bool:
@@ -244,7 +244,8 @@ def attribute_notes(
     ids: Mapping[str, Any],
     orgs: Container[str],
 ) -> dict[str, Author]:
-    """Every entry's attribution (plain notes or links as ``doc_to_json`` reads them)."""
+    """Every entry's attribution (plain notes, links or comments as ``doc_to_json`` reads
+    them)."""
     out: dict[str, Author] = {}
     for nid, note in notes.items():
         if not isinstance(note, Mapping):
@@ -265,7 +266,7 @@ def authors_of(doc: Doc, root: str = "notes") -> dict[str, Author]:
 
 
 def attributed(content: dict[str, Any], doc: Doc) -> dict[str, Any]:
-    """``content`` (``doc_to_json`` of ``doc``) with every note's and link's ``org``/
+    """``content`` (``doc_to_json`` of ``doc``) with every note's, link's and comment's ``org``/
     ``author``/``author_name`` replaced by its attribution: what exports, versions, the diff
     and the contribution map read, so none of them ever sees a field a client made up."""
     orgs = content.get("orgs")

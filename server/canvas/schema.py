@@ -17,7 +17,7 @@ every container is a *class* below, and each says which children it takes:
 * ``overlaps`` – row note id -> a plain value (the facilitator's complement/competition mark)
 * ``rounds``, ``timers`` – id -> Map of plain values, written by the server only
 * ``stage``  – plain values, written by the server only (frozen, gather, spotlight, …)
-* ``comments`` – comment id -> Map ``comment`` of plain values (server-stamped author)
+* ``comments`` – comment id -> Map ``comment`` of plain values (attributed like a note)
 * ``ids``    – client id (decimal string) -> a plain map {user, org, name, facilitator}, written by
   the server only, once per client id that authors structs: who wrote what
   (``canvas/attribution.py``: a note's organization and author follow from it)
@@ -114,8 +114,8 @@ CONTAINERS: dict[str, Container] = {
     "timers": Container(other=Slot(types={y.MAP: "timer"})),
     "timer": Container(other=VALUES),
     "stage": Container(other=VALUES),
-    # comment id -> Map of plain values (note, parent, text, resolved; author, author_name,
-    # org and created_at stamped by the server: server/workshop/comments.py)
+    # comment id -> Map of plain values (note, parent, text, resolved, created_at); author and
+    # organization from the creating client id (canvas/attribution.py, workshop/comments.py)
     "comments": Container(other=Slot(types={y.MAP: "comment"})),
     "comment": Container(other=VALUES),
     # client id -> {user, org, name, facilitator}: written by the server only (SERVER_ROOTS)

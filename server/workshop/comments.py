@@ -1,18 +1,23 @@
-"""The rule for the ``comments`` root: threads on notes, author and organization from the token.
+"""The rule for the ``comments`` root: threads on notes, attributed to whoever created them.
 
-A comment is an entry ``comments[id]`` = Map {note, parent?, text, resolved, author,
-author_name, org, created_at}. Whatever a client writes, the server stamps ``author``,
-``author_name``, ``org`` and ``created_at`` (server time, epoch ms) on a new comment, so a
-partner cannot speak for another. Who may do what:
+A comment is an entry ``comments[id]`` = Map {note, parent?, text, resolved, created_at}. Its
+author and organization follow from the client id that created the entry, like a note's
+(``server/canvas/attribution.py``): the server no longer writes ``author``, ``author_name`` and
+``org`` into every new comment (one more transaction and a bigger update per comment); what a
+client writes in those fields is ignored wherever comments are read (the web client, exports,
+versions, the diff). ``created_at`` (epoch ms) is the client's when it is within
+:data:`CLOCK_SKEW_MS` of the server's clock, else the server writes its own, so an honest client's
+comment needs no correction and nobody can back- or post-date one. Who may do what:
 
 * editors and facilitators comment; viewers only when the facilitator allows it
   (``stage.viewer_comments``);
 * a comment names an existing note; a reply's ``parent`` is a comment on the same note;
 * only its author edits a comment's text; any participant who may comment resolves or reopens
   (``resolved``); its author or a facilitator deletes it;
-* the stamps never change after creation.
+* ``note``, ``parent``, ``created_at`` and the author fields never change after creation.
 
-Refused changes are put right the way the notes' rules do it (the policy's fixes), and a note's
+Refused changes are put right the way the notes' rules do it (the policy's fixes); a comment the
+server puts back is the server's entry, so it carries its attribution in its fields. A note's
 comments go when the note goes (:func:`orphans`).
 """
 
@@ -21,13 +26,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from pycrdt import Map
 
+from ..canvas import attribution
+from ..canvas.attribution import Author
 from ..session import ROLE_FACILITATOR, Identity
 
 MAX_COMMENT_CHARS = 4000
+# How far a new comment's created_at may be from the server's clock before the server replaces
+# it: browsers' clocks are right to within seconds; a comment is not a ballot.
+CLOCK_SKEW_MS = 5 * 60 * 1000
 STAMPS = ("author", "author_name", "org", "created_at")
 # Fields a client may write; anything else in a comment is removed.
 FIELDS = frozenset(("note", "parent", "text", "resolved", *STAMPS))
@@ -52,6 +62,8 @@ class Context:
     notes: Map  # the live root
     before: dict[str, Any]  # comments before the update (plain)
     stage: dict[str, Any]  # stage before the update (plain)
+    # An existing comment's attribution, from its creating client id (the policy's author_of).
+    author_of: Callable[[str, dict[str, Any]], Author]
     clock: Callable[[], float] = time.time
 
 
@@ -82,14 +94,22 @@ def judge(ctx: Context, changes: list[tuple[tuple[str | int, ...], dict[str, str
 
 def _restore(ctx: Context, cid: str) -> Callable[[], None]:
     old = ctx.before.get(cid)
+    # Re-created by the server, whose entries' fields are trusted: written as its creator was
+    # attributed, never the fields the original carried.
+    restored = attribution.stamped(old, ctx.author_of(cid, old)) if isinstance(old, dict) else None
 
     def fix() -> None:
-        if isinstance(old, dict):
-            ctx.comments[cid] = Map(dict(old))
+        if restored is not None:
+            ctx.comments[cid] = Map(restored)
         elif cid in ctx.comments:
             del ctx.comments[cid]
 
     return fix
+
+
+def _author(ctx: Context, cid: str) -> str:
+    old = ctx.before.get(cid)
+    return ctx.author_of(cid, old).user if isinstance(old, dict) else ""
 
 
 def _new_comment_refusal(ctx: Context, new: Any) -> str | None:
@@ -114,7 +134,7 @@ def _entry(ctx: Context, cid: str, action: str) -> None:
     old = ctx.before.get(cid)
     reason = may_comment(me, ctx.stage)
     if reason is None and action in ("delete", "update") and isinstance(old, dict):
-        if old.get("author") != me.user_id and me.role != ROLE_FACILITATOR:
+        if _author(ctx, cid) != me.user_id and me.role != ROLE_FACILITATOR:
             reason = "only its author or a facilitator removes a comment"
     if reason is None and action in ("add", "update"):
         reason = _new_comment_refusal(ctx, ctx.comments.get(cid))
@@ -127,15 +147,16 @@ def _entry(ctx: Context, cid: str, action: str) -> None:
     new = ctx.comments.get(cid)
     assert isinstance(new, Map)
     d.audit.append(("comment", cid, str(new.get("note"))))
-    want: dict[str, Any] = {
-        "author": me.user_id,
-        "author_name": me.name,
-        "org": me.org_id,
-        "created_at": int(ctx.clock() * 1000),
-    }
+    # Attribution is the creating client id's: the author fields are left as written (and
+    # ignored). Only a missing or far-off time, a missing resolved and unknown fields are put
+    # right: an honest client's comment needs no correction.
+    wrong: dict[str, Any] = {}
+    now = int(ctx.clock() * 1000)
+    at = new.get("created_at")
+    if not _is_ms(at) or abs(at - now) > CLOCK_SKEW_MS:
+        wrong["created_at"] = now
     if not isinstance(new.get("resolved"), bool):
-        want["resolved"] = False
-    wrong = {k: v for k, v in want.items() if new.get(k) != v}
+        wrong["resolved"] = False
     extra = [k for k in new.keys() if k not in FIELDS]
     if wrong or extra:
 
@@ -164,7 +185,7 @@ def _fields(ctx: Context, cid: str, changed: set[str]) -> None:
             refused[f] = "a comment's note, thread and author are fixed"
         elif f == "text":
             text = ctx.comments[cid].get("text") if isinstance(ctx.comments[cid], Map) else None
-            if old.get("author") != me.user_id:
+            if _author(ctx, cid) != me.user_id:
                 refused[f] = "only its author edits a comment"
             elif not isinstance(text, str) or not text.strip() or len(text) > MAX_COMMENT_CHARS:
                 refused[f] = f"a comment's text is 1 to {MAX_COMMENT_CHARS} characters"
@@ -194,6 +215,11 @@ def _restore_field(ctx: Context, cid: str, f: str) -> Callable[[], None]:
             del current[f]
 
     return fix
+
+
+def _is_ms(v: Any) -> TypeGuard[int | float]:
+    """An epoch-ms time as a Yjs client writes ``Date.now()`` (a JS number: int or float)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
 def orphans(comments: Map, deleted_notes: set[str]) -> Callable[[], None]:

@@ -8,6 +8,7 @@
 // position (the viewport that "bring everyone to me" moves), so the board can change under it.
 import * as Y from 'yjs'
 import type { Awareness } from 'y-protocols/awareness'
+import { authorOf } from '../attribution'
 import { h, setAttr, setText } from '../dom'
 import { FrameScheduler } from '../frame'
 import type { Claims } from '../session'
@@ -467,7 +468,10 @@ export class WorkshopPanel {
         const text = this.commentText.value.trim()
         if (!note || !text) return
         const id = `c-${crypto.randomUUID()}`
-        this.comments.set(id, new Y.Map<unknown>(Object.entries({ note, text, ...(this.replyTo ? { parent: this.replyTo } : {}) })))
+        // Complete as the server wants it (server/workshop/comments.py): the time by the server's
+        // clock and resolved, so no correction follows; who wrote it is this tab's client id.
+        const fields = { note, text, resolved: false, created_at: Math.round(this.clock.now()), ...(this.replyTo ? { parent: this.replyTo } : {}) }
+        this.comments.set(id, new Y.Map<unknown>(Object.entries(fields)))
         this.seenComments.add(id)
         this.commentText.value = ''
         this.replyTo = null
@@ -496,7 +500,12 @@ export class WorkshopPanel {
       this.noteSelect.replaceChildren(h('option', { value: '' }, 'Choose a note…'), ...notes.map((id, i) => h('option', { value: id }, labels[i] ?? id)))
       this.noteSelect.value = notes.includes(chosen) ? chosen : ''
     }
-    const all = Object.entries(plain<CommentDoc>(this.comments))
+    // Who wrote each comment follows from the client id that created it (attribution.ts); the
+    // comment's own author fields are whatever its writer put there.
+    const all = Object.entries(plain<CommentDoc>(this.comments)).map(([id, c]): [string, CommentDoc] => {
+      const who = authorOf(this.doc, id, 'comments')
+      return [id, who ? { ...c, author: who.user, author_name: who.name, org: who.org } : c]
+    })
     const mine = all.filter(([, c]) => c.note === this.noteSelect.value).sort((a, b) => (a[1].created_at ?? 0) - (b[1].created_at ?? 0))
     const item = (id: string, c: CommentDoc, depth: number): HTMLElement =>
       h(
