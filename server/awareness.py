@@ -1,9 +1,9 @@
 """One canvas's presence (y-protocols awareness): who is here, their cursors, what they edit.
 
-Extracted from Room, with the same coalescing: a leading-edge throttle per tick (a lone update goes
-out at once, a burst once per tick; the tick grows 0.1 ms per session), a batch that is entirely
-one sender's own news is not echoed back to it, and removal tombstones leave the state table once
-told. What the server now enforces on every state it relays:
+Extracted from Room, with the same coalescing: a leading-edge throttle per tick (a lone change goes
+out at once, a burst once per tick; the tick grows 0.1 ms per session), renewals of unchanged
+states held up to ``RENEWAL_HOLD_S`` to share a flush, a batch that is entirely one sender's own
+news is not echoed back to it, and removal tombstones leave the state table once told. What the server now enforces on every state it relays:
 
 * **Stamped.** ``user.id``, ``user.name``, ``user.org``, ``user.role`` come from the session's token
   and ``user.orgName`` from the canvas's orgs map, whatever the client claims; the client's other
@@ -64,6 +64,11 @@ log = logging.getLogger("cocanvas.awareness")
 MAX_STATE_BYTES = 64 * 1024
 # Flushes are spaced at least this much per session in the room (see _schedule).
 TICK_PER_SESSION_S = 0.0001
+# A renewal (y-protocols re-announces an unchanged state every 15 s, so peers keep it past their
+# 30 s timeout) waits up to this long for others to share its flush. In a room of k tabs every
+# flush is k - 1 sends and, from stock y-websocket clients, k - 1 echoes back: 100 tabs renewing
+# one by one cost ~1,300 frames/s, batched ~100. A change goes out at the tick, renewals with it.
+RENEWAL_HOLD_S = 2.0
 # Departed ids whose last announced clock is remembered, so a tab that reconnects reappears at once.
 MAX_REMEMBERED_CLOCKS = 8192
 # Batches remembered to recognise their echoes: a flush's echoes arrive within a round trip.
@@ -164,6 +169,7 @@ class Presence:
         client_ids: ClientIds,
         org_name: Callable[[str], str | None],
         tick_s: float,
+        renewal_hold_s: float = RENEWAL_HOLD_S,
     ) -> None:
         self.canvas_id = canvas_id
         self._sessions = sessions
@@ -171,6 +177,7 @@ class Presence:
         self.client_ids = client_ids
         self._org_name = org_name
         self._tick_s = tick_s
+        self._renewal_hold_s = renewal_hold_s
         # Live states, and tombstones until they are told.
         self._states: dict[int, _Entry] = {}
         # Departed ids: last announced clock and the id of the session that held it (None: remote).
@@ -183,6 +190,10 @@ class Presence:
         # Who contributed to the pending batch; None stands for the server.
         self._sources: set[Session | None] = set()
         self._handle: asyncio.Handle | None = None
+        # Whether anything pending is news (not only renewals), and whether the scheduled flush
+        # was scheduled for news (at the tick) or only for renewals (after the hold).
+        self._news = False
+        self._handle_for_news = False
         self._last_flush = 0.0
         self._closed = False
         # The last batches sent to every session. A stock y-websocket client re-sends every
@@ -365,6 +376,7 @@ class Presence:
             current.state = NULL_STATE
             current.told = None
             session.client_ids.discard(cid)
+            self._news = True
         else:
             if current is not None and current.holder is not session:
                 if isinstance(current.holder, Session):
@@ -374,6 +386,9 @@ class Presence:
                 current = None
             if current is None:
                 current = self._states[cid] = _Entry(d.clock, d.state, session)
+                self._news = True
+            elif d.tell or current.state != d.state:
+                self._news = True
             previous = current.clock
             current.clock = d.clock
             current.state = d.state
@@ -413,6 +428,7 @@ class Presence:
             self._publish[cid] = gone
         session.client_ids.clear()
         if self._local:
+            self._news = True
             self._sources.add(None)
             self._schedule()
 
@@ -453,6 +469,8 @@ class Presence:
                     self._remember(cid, clock, None)
                     continue
                 self._gone.pop(cid, None)
+            if current is None or null or current.state != state:
+                self._news = True  # else a renewal relayed by another node
             self._states[cid] = _Entry(clock, NULL_STATE if null else state, node_id)
             self._local[cid] = (clock, NULL_STATE if null else state)
             changed = True
@@ -468,16 +486,26 @@ class Presence:
                 entry.state = NULL_STATE
                 self._local[cid] = (entry.clock, NULL_STATE)
         if self._local:
+            self._news = True
             self._sources.add(None)
             self._schedule()
 
     # -- coalescing -----------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Leading-edge throttle: a lone update goes out at once, a burst once per tick."""
-        if self._handle is not None or self._closed:
+        """Leading-edge throttle: a lone change goes out at once, a burst once per tick; renewals
+        alone wait up to RENEWAL_HOLD_S for company (news arriving meanwhile takes them along)."""
+        if self._closed:
             return
+        if self._handle is not None:
+            if self._handle_for_news or not self._news:
+                return
+            self._handle.cancel()  # news cannot wait for the renewals' hold
         loop = asyncio.get_running_loop()
+        self._handle_for_news = self._news
+        if not self._news:
+            self._handle = loop.call_later(self._renewal_hold_s, self._flush)
+            return
         # A flush costs a send to every session and, from stock y-websocket clients, an echo back
         # from each: the tick grows with the room so flushes x sessions stays bounded (100 ms at
         # 1,000 sessions, the configured tick for workshop-sized rooms).
@@ -490,6 +518,7 @@ class Presence:
 
     def _flush(self) -> None:
         self._handle = None
+        self._news = False
         self._last_flush = asyncio.get_running_loop().time()
         frame = None
         if self._local:

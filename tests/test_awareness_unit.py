@@ -112,7 +112,13 @@ class StockView:
 class Canvas:
     """A Presence wired like a Room wires it: sessions, what is published, org names."""
 
-    def __init__(self, client_ids: ClientIds, store: SQLiteStore, tick_s: float = 0.001) -> None:
+    def __init__(
+        self,
+        client_ids: ClientIds,
+        store: SQLiteStore,
+        tick_s: float = 0.001,
+        renewal_hold_s: float = awareness.RENEWAL_HOLD_S,
+    ) -> None:
         self.store = store
         self.client_ids = client_ids
         self.sessions: set[Session] = set()
@@ -124,6 +130,7 @@ class Canvas:
             client_ids=client_ids,
             org_name=ORGS.get,
             tick_s=tick_s,
+            renewal_hold_s=renewal_hold_s,
         )
 
     def join(self, identity: Identity, name: str = "") -> Recorder:
@@ -651,6 +658,63 @@ async def test_a_lone_update_goes_out_at_once_a_burst_once_per_tick(store: SQLit
         assert watcher.entries_for(TAB)[-1][0] == 11
         # A batch that is entirely Ann's own news is not echoed back to her.
         assert ann.frames == []
+    finally:
+        canvas.presence.close()
+
+
+def _frames_with(session: Recorder, cid: int, clock: int) -> list[set[int]]:
+    """The ids in each awareness frame that carried ``cid`` at ``clock``."""
+    out = []
+    for frame in session.frames:
+        message = protocol.decode(frame)
+        if message.kind is protocol.Kind.AWARENESS:
+            entries = protocol.decode_awareness(message.payload)
+            if (cid, clock) in {(c, k) for c, k, _ in entries}:
+                out.append({c for c, _, _ in entries})
+    return out
+
+
+async def test_renewals_wait_for_company_and_a_change_takes_them_along(
+    store: SQLiteStore,
+) -> None:
+    """y-protocols renews an unchanged state every 15 s; in a room of k tabs each flush costs
+    k - 1 sends and k - 1 echoes, so renewals alone wait (here: far longer than the test) and
+    go out with the next change, in its frame."""
+    client_ids = ClientIds(CANVAS, store)
+    await client_ids.load()
+    canvas = Canvas(client_ids, store, renewal_hold_s=3600)
+    try:
+        watcher = canvas.join(BEN, "watcher")
+        ann = canvas.join(ANN)
+        await canvas.say(ann, (TAB, 1, cursor_state()))
+        await until(lambda: watcher.view().clocks.get(TAB) == 1)  # new: at once
+        await canvas.say(ann, (TAB, 2, cursor_state()))  # a renewal: held
+        await canvas.say(ann, (TAB, 3, cursor_state()))  # another: still held, the newest kept
+        await sentinel(canvas, watcher, 10)  # a change by someone else: out at the tick
+        assert _frames_with(watcher, TAB, 3) == [{TAB, SENTINEL_TAB}]
+        assert _frames_with(watcher, TAB, 2) == []  # superseded before it went out
+        # A change of Ann's own state is news: out at once, not after the hold.
+        await canvas.say(ann, (TAB, 4, cursor_state(x=0.75)))
+        await until(lambda: watcher.view().clocks.get(TAB) == 4)
+        assert watcher.view().states[TAB]["cursor"]["x"] == 0.75
+    finally:
+        canvas.presence.close()
+
+
+async def test_a_lone_renewal_goes_out_after_the_hold(store: SQLiteStore) -> None:
+    client_ids = ClientIds(CANVAS, store)
+    await client_ids.load()
+    canvas = Canvas(client_ids, store, renewal_hold_s=0.05)
+    try:
+        watcher = canvas.join(BEN, "watcher")
+        ann = canvas.join(ANN)
+        await canvas.say(ann, (TAB, 1, cursor_state()))
+        await until(lambda: watcher.view().clocks.get(TAB) == 1)
+        await canvas.say(ann, (TAB, 2, cursor_state()))
+        # Peers keep the state alive: the renewal reaches them (y-protocols drops a state it has
+        # not heard of for 30 s; the hold is far below the 15 s between renewals).
+        await until(lambda: watcher.view().clocks.get(TAB) == 2)
+        assert _frames_with(watcher, TAB, 2) == [{TAB}]
     finally:
         canvas.presence.close()
 
