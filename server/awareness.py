@@ -3,7 +3,8 @@
 Extracted from Room, with the same coalescing: a leading-edge throttle per tick (a lone change goes
 out at once, a burst once per tick; the tick grows 0.1 ms per session), renewals of unchanged
 states held up to ``RENEWAL_HOLD_S`` to share a flush, a batch that is entirely one sender's own
-news is not echoed back to it, and removal tombstones leave the state table once told. What the server now enforces on every state it relays:
+news is not echoed back to it, and removal tombstones leave the state table once told. What the
+server now enforces on every state it relays:
 
 * **Stamped.** ``user.id``, ``user.name``, ``user.org``, ``user.role`` come from the session's token
   and ``user.orgName`` from the canvas's orgs map, whatever the client claims; the client's other
