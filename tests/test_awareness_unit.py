@@ -8,6 +8,7 @@ a state is taken only with a clock above the known one, or an equal clock with n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -183,15 +184,23 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await s.close()
 
 
-@pytest.fixture
-async def canvas(store: SQLiteStore) -> AsyncIterator[Canvas]:
+@contextlib.asynccontextmanager
+async def open_canvas(store: SQLiteStore, **settings: float) -> AsyncIterator[Canvas]:
+    """A Canvas over the store's client id bindings (``tick_s``, ``renewal_hold_s``), closed
+    after."""
     client_ids = ClientIds(CANVAS, store)
     await client_ids.load()
-    c = Canvas(client_ids, store)
+    c = Canvas(client_ids, store, **settings)
     try:
         yield c
     finally:
         c.presence.close()
+
+
+@pytest.fixture
+async def canvas(store: SQLiteStore) -> AsyncIterator[Canvas]:
+    async with open_canvas(store) as c:
+        yield c
 
 
 def cursor_state(name: str = "Ann", x: float = 0.5) -> dict[str, Any]:
@@ -643,10 +652,7 @@ async def test_other_nodes_states_are_relayed_and_vanish_with_their_node(canvas:
 
 
 async def test_a_lone_update_goes_out_at_once_a_burst_once_per_tick(store: SQLiteStore) -> None:
-    client_ids = ClientIds(CANVAS, store)
-    await client_ids.load()
-    canvas = Canvas(client_ids, store, tick_s=0.05)
-    try:
+    async with open_canvas(store, tick_s=0.05) as canvas:
         watcher = canvas.join(BEN, "watcher")
         ann = canvas.join(ANN)
         await canvas.say(ann, (TAB, 1, cursor_state(x=0.1)))
@@ -658,8 +664,6 @@ async def test_a_lone_update_goes_out_at_once_a_burst_once_per_tick(store: SQLit
         assert watcher.entries_for(TAB)[-1][0] == 11
         # A batch that is entirely Ann's own news is not echoed back to her.
         assert ann.frames == []
-    finally:
-        canvas.presence.close()
 
 
 def _frames_with(session: Recorder, cid: int, clock: int) -> list[set[int]]:
@@ -680,10 +684,7 @@ async def test_renewals_wait_for_company_and_a_change_takes_them_along(
     """y-protocols renews an unchanged state every 15 s; in a room of k tabs each flush costs
     k - 1 sends and k - 1 echoes, so renewals alone wait (here: far longer than the test) and
     go out with the next change, in its frame."""
-    client_ids = ClientIds(CANVAS, store)
-    await client_ids.load()
-    canvas = Canvas(client_ids, store, renewal_hold_s=3600)
-    try:
+    async with open_canvas(store, renewal_hold_s=3600) as canvas:
         watcher = canvas.join(BEN, "watcher")
         ann = canvas.join(ANN)
         await canvas.say(ann, (TAB, 1, cursor_state()))
@@ -697,15 +698,10 @@ async def test_renewals_wait_for_company_and_a_change_takes_them_along(
         await canvas.say(ann, (TAB, 4, cursor_state(x=0.75)))
         await until(lambda: watcher.view().clocks.get(TAB) == 4)
         assert watcher.view().states[TAB]["cursor"]["x"] == 0.75
-    finally:
-        canvas.presence.close()
 
 
 async def test_a_lone_renewal_goes_out_after_the_hold(store: SQLiteStore) -> None:
-    client_ids = ClientIds(CANVAS, store)
-    await client_ids.load()
-    canvas = Canvas(client_ids, store, renewal_hold_s=0.05)
-    try:
+    async with open_canvas(store, renewal_hold_s=0.05) as canvas:
         watcher = canvas.join(BEN, "watcher")
         ann = canvas.join(ANN)
         await canvas.say(ann, (TAB, 1, cursor_state()))
@@ -715,8 +711,6 @@ async def test_a_lone_renewal_goes_out_after_the_hold(store: SQLiteStore) -> Non
         # not heard of for 30 s; the hold is far below the 15 s between renewals).
         await until(lambda: watcher.view().clocks.get(TAB) == 2)
         assert _frames_with(watcher, TAB, 2) == [{TAB}]
-    finally:
-        canvas.presence.close()
 
 
 async def test_query_answers_every_state_join_only_live_ones(canvas: Canvas) -> None:

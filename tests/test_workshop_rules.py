@@ -189,14 +189,18 @@ def _note(text: str, org: str) -> Map:
     return Map({"block": "customer-jobs", "text": Text(text), "org": org, "x": 0.1, "y": 0.1})
 
 
+async def _ann_notes_n1(people: dict[str, Client]) -> None:
+    await _step(
+        people,
+        "ann",
+        lambda d: d.get("notes", type=Map).__setitem__("n1", _note("Ann's", "alpha")),
+    )
+
+
 async def _run(tmp: Path, row: Row) -> None:
     async with canvas_rooms(tmp, orgs=("Alpha", "Beta"), title="Partners") as [room]:
         people = await _setup(room)
-        await _step(
-            people,
-            "ann",
-            lambda d: d.get("notes", type=Map).__setitem__("n1", _note("Ann's", "alpha")),
-        )
+        await _ann_notes_n1(people)
         await _step(
             people, "fac", lambda d: d.get("notes", type=Map).__setitem__("n2", _note("Fran's", ""))
         )
@@ -226,11 +230,7 @@ async def _run(tmp: Path, row: Row) -> None:
 async def _honest_comment(tmp: Path) -> None:
     async with canvas_rooms(tmp, orgs=("Alpha", "Beta"), title="Partners") as [room]:
         people = await _setup(room)
-        await _step(
-            people,
-            "ann",
-            lambda d: d.get("notes", type=Map).__setitem__("n1", _note("Ann's", "alpha")),
-        )
+        await _ann_notes_n1(people)
         server_clock = room.doc.get_state()
         at = int(time.time() * 1000)
         honest = comment("n1", "why not", resolved=False, created_at=at)
