@@ -557,18 +557,27 @@ class _Rules:
         self.r = Read(self.doc)  # open while judging (``judge``); fixes run after it closed
         self.blocks_before = gate.mirror["blocks"]
         self.notes_before = gate.mirror["notes"]
-        self.fit = FitRules(
-            roots=gate._roots,
-            mirror=gate.mirror,
-            identity=identity,
-            decision=decision,
-            protect=self.protect,
-            locked=self._locked,
-            now=gate.clock(),
-            note_org=self.org_of,
-            link_author=lambda lid, before: gate.author_of("links", lid, before),
-        )
+        self._fit: FitRules | None = None  # built on first use: most updates touch no fit root
         self.added: set[str] = set()  # note entries this update set (its sender created them)
+
+    @property
+    def fit(self) -> FitRules:
+        """The fit rules for this update; building them costs a dozen fields and two closures,
+        which a keystroke or a move (no link, no exchange, no note moved) never needs."""
+        if self._fit is None:
+            gate = self.gate
+            self._fit = FitRules(
+                roots=gate._roots,
+                mirror=gate.mirror,
+                identity=self.me,
+                decision=self.d,
+                protect=self.protect,
+                locked=self._locked,
+                now=gate.clock(),
+                note_org=self.org_of,
+                link_author=lambda lid, before: gate.author_of("links", lid, before),
+            )
+        return self._fit
 
     def judge(self, changes: list[Change]) -> None:
         with self.r:
@@ -634,7 +643,7 @@ class _Rules:
         for nid, fields in inside.keys.items():
             if "block" in fields or "partner_org" in fields:
                 self.fit.note_changed(nid)
-        if self.fit.pending():
+        if self._fit is not None and self._fit.pending():
             self.d.fixes.append(self.fit.fix)
 
     # -- notes ------------------------------------------------------------------------------

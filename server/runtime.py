@@ -15,8 +15,8 @@ What it does instead:
   allocated since the last freeze (milliseconds).
 * Frozen objects are still freed by reference counting; only garbage *cycles* among them wait.
   A full collection (unfreeze, collect, freeze) reclaims those when the process's resident
-  memory has grown by ``grow`` since the last one, or every ``full_s`` seconds, so memory stays
-  bounded. That pause is the one CPython took before, at a known, much lower rate; it is counted
+  memory has grown by ``grow`` since the last one (and by at least ``GROW_MIN_BYTES``), or every
+  ``full_s`` seconds, so memory stays bounded. That pause is the one CPython took before, at a known, much lower rate; it is counted
   in the metrics.
 * Growth is read as resident memory (``/proc/self/statm``, microseconds), not as the frozen
   heap's size: ``gc.get_freeze_count()`` walks the frozen list, 28-86 ms at 250,000-600,000
@@ -54,6 +54,11 @@ YIELD_SHARE = 0.05
 # ... up to this many times the configured growth and interval.
 BACKOFF_MAX = 8
 LAG_INTERVAL_S = 0.1
+# Growth below this never triggers a full collection, whatever ``grow`` says: a young node's
+# heap is small, so +50 % of it was ~40 MB, which one canvas filling with 5,000 notes reaches in
+# seconds (issue 11, write rows: a 115 ms full pause inside the load window). That growth is
+# live documents, not cycles; ``full_s`` still bounds how long cycles can wait.
+GROW_MIN_BYTES = 256 << 20
 # Upper bounds (seconds) of the loop-lag histogram's buckets.
 LAG_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -88,10 +93,17 @@ class HeapKeeper:
     Several apps in one process (tests) may each start one: only the first acts until it stops.
     """
 
-    def __init__(self, freeze_s: float = 10.0, full_s: float = 900.0, grow: float = 0.5) -> None:
+    def __init__(
+        self,
+        freeze_s: float = 10.0,
+        full_s: float = 900.0,
+        grow: float = 0.5,
+        grow_min_bytes: int = GROW_MIN_BYTES,
+    ) -> None:
         self.freeze_s = freeze_s
         self.full_s = full_s
         self.grow = grow
+        self.grow_min_bytes = grow_min_bytes
         self.stats = HeapStats()
         self._handle: asyncio.TimerHandle | None = None
         self._last_full = 0.0
@@ -147,7 +159,8 @@ class HeapKeeper:
         if adapt:
             worth = freed >= YIELD_SHARE * blocks
             s.backoff = 1 if worth else min(s.backoff * 2, BACKOFF_MAX)
-        s.next_full_rss = int(resident_bytes() * (1 + self.grow * s.backoff))
+        rss = resident_bytes()
+        s.next_full_rss = rss + int(max(rss * self.grow, self.grow_min_bytes) * s.backoff)
         s.full_collections += 1
         s.full_seconds += took
         s.last_full_seconds = took

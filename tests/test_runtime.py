@@ -64,7 +64,7 @@ def blobs(count: int, size: int) -> list[weakref.ref[Blob]]:
 
 
 async def test_resident_memory_growing_by_half_triggers_a_full_collection() -> None:
-    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5)
+    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5, grow_min_bytes=0)
     keeper.start()
     try:
         before = keeper.stats.full_collections
@@ -83,10 +83,36 @@ async def test_resident_memory_growing_by_half_triggers_a_full_collection() -> N
         keeper.stop()
 
 
+async def test_a_small_heap_growing_with_live_documents_is_not_stopped_for_a_full_collection() -> (
+    None
+):
+    """A young node at ~80 MB gained +50 % from one canvas filling up (issue 11's write rows):
+    live data, not cycles, and a full pause of 115 ms inside the load. Growth counts only past
+    the floor."""
+    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.1, grow_min_bytes=256 << 20)
+    keeper.start()
+    live: list[bytearray] = []
+    try:
+        before = keeper.stats.full_collections
+        start = resident_bytes()
+        assert keeper.stats.next_full_rss >= start + (256 << 20)
+        # Grow past +10 % (what ``grow`` alone would have collected at) but below the floor.
+        target = start + max(start // 5, 32 << 20)
+        assert target < start + (256 << 20)
+        while resident_bytes() < target:
+            live.append(bytearray(b"x" * (1 << 20)))  # touched pages: resident
+        assert resident_bytes() > start * 1.1
+        keeper._tick()
+        assert keeper.stats.full_collections == before
+    finally:
+        keeper.stop()
+        live.clear()
+
+
 async def test_collections_that_find_little_garbage_back_off_and_one_that_finds_much_resets() -> (
     None
 ):
-    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5)
+    keeper = HeapKeeper(freeze_s=3600, full_s=3600, grow=0.5, grow_min_bytes=0)
     keeper.start()
     live = []
     try:
