@@ -63,7 +63,7 @@ class Pipeline:
         barrier: Barrier,
         *,
         on_durable: Callable[[bytes], None],
-        on_release: Callable[[Any], None],
+        on_release: Callable[[list[Any]], None],
         on_failure: Callable[[BaseException], None],
         store_failed: Callable[[], bool],
         retry_s: float = 30.0,
@@ -79,6 +79,10 @@ class Pipeline:
         self._bytes = 0
         self._space: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
+        # One release per loop iteration: a commit resolves its appends' futures one callback
+        # each, so releasing from each would hand every session one write per update.
+        self._release_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -136,7 +140,17 @@ class Pipeline:
         entry.durable = True
         self._barrier.end(entry.ticket)
         self._on_durable(entry.update)
-        self._release()
+        if not self._release_scheduled:
+            self._release_scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            # After the rest of this commit's callbacks, which are already queued.
+            self._loop.call_soon(self._release_batch)
+
+    def _release_batch(self) -> None:
+        self._release_scheduled = False
+        if self.failed is None:
+            self._release()
 
     def _failed_append(self, entry: _Entry, exc: BaseException) -> None:
         if (
@@ -157,10 +171,16 @@ class Pipeline:
 
     def _release(self) -> None:
         queue = self._queue
+        released: list[_Entry] = []
         while queue and queue[0].durable:
             entry = queue.popleft()
             self._bytes -= len(entry.update)
-            self._on_release(entry.payload)
+            released.append(entry)
+        if released:
+            # Everything one commit made releasable goes out together, in order: a session
+            # then gets the batch in one write.
+            self._on_release([entry.payload for entry in released])
+        for entry in released:
             if entry.waiter is not None and not entry.waiter.done():
                 entry.waiter.set_result(None)
         if self._space is not None and not self._space.done() and not self._full():

@@ -688,15 +688,36 @@ class Room(BrokerListener):
                 raise CloseSession(closecodes.NOT_FOUND, "canvas was deleted") from None
             raise CloseSession(closecodes.INTERNAL_ERROR, "store unavailable") from None
 
-    def _released(self, payload: tuple[bytes, Session | None, bytes | None, bytes | None]) -> None:
-        update, sender, frame, reply = payload
-        out = frame if frame is not None else protocol.sync_update(update)
-        for other in self.sessions:
-            if other is not sender:
-                other.send(out)
-        if reply is not None and sender is not None:
-            sender.send(protocol.sync_update(reply))
-        self.broker.publish(self.canvas_id, KIND_UPDATE, update)
+    def _released(
+        self, payloads: list[tuple[bytes, Session | None, bytes | None, bytes | None]]
+    ) -> None:
+        """Durable updates, in the room's order: to every other session, the sender's
+        correction to the sender, then to the other nodes. Several at once (one commit's) reach
+        each session as one list, in that same order."""
+        if len(payloads) == 1:
+            update, sender, frame, reply = payloads[0]
+            out = frame if frame is not None else protocol.sync_update(update)
+            for other in self.sessions:
+                if other is not sender:
+                    other.send(out)
+            if reply is not None and sender is not None:
+                sender.send(protocol.sync_update(reply))
+            self.broker.publish(self.canvas_id, KIND_UPDATE, update)
+            return
+        # (frame, whom it is not for) and (reply, whom it is for), interleaved in order.
+        steps: list[tuple[bytes, Session | None, bool]] = []
+        for update, sender, frame, reply in payloads:
+            steps.append(
+                (frame if frame is not None else protocol.sync_update(update), sender, False)
+            )
+            if reply is not None and sender is not None:
+                steps.append((protocol.sync_update(reply), sender, True))
+        for session in self.sessions:
+            mine = [out for out, who, only in steps if (who is session) is only]
+            if mine:
+                session.send_many(mine)
+        for update, _, _, _ in payloads:
+            self.broker.publish(self.canvas_id, KIND_UPDATE, update)
 
     def _durable(self, update: bytes) -> None:
         self.log_count += 1

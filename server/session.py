@@ -75,6 +75,12 @@ class Session(abc.ABC):
     def send(self, frame: bytes) -> None:
         """Queue one frame; never blocks."""
 
+    def send_many(self, frames: list[bytes]) -> None:
+        """Queue frames in order; a transport that can writes them with one system call (a
+        commit batch released to a session is several updates at once)."""
+        for frame in frames:
+            self.send(frame)
+
     @abc.abstractmethod
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close with this code; never blocks."""

@@ -51,6 +51,10 @@ class AsgiTransport:
         if self.is_open:
             self._emit({"type": "websocket.send", "bytes": frame}, len(frame))
 
+    def send_many(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.send(frame)
+
     def close(self, code: int, reason: str) -> None:
         if not self.is_open:
             return

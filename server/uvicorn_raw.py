@@ -67,6 +67,23 @@ def _wire(frame: bytes) -> bytes:
     return _last_frame[1]
 
 
+# A released batch goes to every session as the same few frames (each minus the session's own):
+# their wire forms by identity, kept for the last few batches' frames only.
+_batch_wires: dict[int, tuple[bytes, bytes]] = {}
+BATCH_WIRES_MAX = 256
+
+
+def _wired(frame: bytes) -> bytes:
+    hit = _batch_wires.get(id(frame))
+    if hit is not None and hit[0] is frame:
+        return hit[1]
+    if len(_batch_wires) >= BATCH_WIRES_MAX:
+        _batch_wires.clear()
+    wire = ws_binary_frame(frame)
+    _batch_wires[id(frame)] = (frame, wire)  # holds the frame: its id cannot be reused meanwhile
+    return wire
+
+
 def raw_transport(send: Send) -> RawUvicornTransport | None:
     """The adapter for this ASGI ``send``, or None when it is not a tested uvicorn's."""
     protocol: Any = getattr(send, "__self__", None)
@@ -129,3 +146,17 @@ class RawUvicornTransport(AsgiTransport):
             self._socket.write(_wire(frame))
             return
         super().send(frame)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        if len(frames) > 1 and (
+            self.is_open
+            and not self.writing
+            and self._conn.state is _OPEN
+            and not self._protocol.close_sent
+            and not self._socket.is_closing()
+        ):
+            # One write (one system call) for the batch instead of one per frame.
+            self._socket.write(b"".join([_wired(frame) for frame in frames]))
+            return
+        for frame in frames:
+            self.send(frame)

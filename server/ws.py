@@ -70,8 +70,17 @@ class WebSocketSession(Session):
         return self._closed or not self._transport.is_open
 
     def send(self, frame: bytes) -> None:
+        if self._keeping_up():
+            self._transport.send(frame)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        if self._keeping_up():
+            self._transport.send_many(frames)
+
+    def _keeping_up(self) -> bool:
+        """Whether this connection may be sent more; closes it when it has been too slow."""
         if self.closed:
-            return
+            return False
         backlog = self._transport.backlog()
         if backlog > self._max_backlog:
             # Too slow is a backlog that stays: a healthy reader handed one burst (a room
@@ -81,10 +90,10 @@ class WebSocketSession(Session):
                 self._over_since = now
             elif now - self._over_since > SLOW_READER_GRACE_S or backlog > self._hard_backlog:
                 self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
-                return
+                return False
         else:
             self._over_since = None
-        self._transport.send(frame)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         if self._closed:

@@ -90,9 +90,14 @@ async def test_frames_are_read_while_the_store_commits_and_released_only_once_du
         finally:
             release.set()
             await asyncio.to_thread(holder.join)
+        ann.session.inbox.clear()
         await asyncio.wait_for(room.pipeline.drained(), 30)
         # Now durable, and released in the order the room applied them: the ids entry first.
         assert _note_ids_in_order(fac.session.inbox) == [f"n{i:03}" for i in range(N)]
+        # Released together (one commit), the batch still skips its sender: ann gets the
+        # server's ids entry for her client id, none of her own notes back.
+        assert _note_ids_in_order(ann.session.inbox) == []
+        assert any(protocol.decode(f).kind is protocol.Kind.SYNC_UPDATE for f in ann.session.inbox)
         first: Doc = Doc()
         first.apply_update(protocol.decode(fac.session.inbox[0]).payload)
         assert str(7001) in first.get("ids", type=Map) and not first.get("notes", type=Map)
