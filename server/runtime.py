@@ -16,8 +16,8 @@ What it does instead:
 * Frozen objects are still freed by reference counting; only garbage *cycles* among them wait.
   A full collection (unfreeze, collect, freeze) reclaims those when the process's resident
   memory has grown by ``grow`` since the last one (and by at least ``GROW_MIN_BYTES``), or every
-  ``full_s`` seconds, so memory stays bounded. That pause is the one CPython took before, at a known, much lower rate; it is counted
-  in the metrics.
+  ``full_s`` seconds, so memory stays bounded. That pause is the one CPython took before, at a
+  known, much lower rate; it is counted in the metrics.
 * Growth is read as resident memory (``/proc/self/statm``, microseconds), not as the frozen
   heap's size: ``gc.get_freeze_count()`` walks the frozen list, 28-86 ms at 250,000-600,000
   objects on the reference VM, a stall of its own on every tick. Memory is also what the bound

@@ -45,14 +45,15 @@ def uvicorn_version_tested(version: str = uvicorn.__version__) -> bool:
 
 def ws_binary_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented binary WebSocket frame (RFC 6455 5.2), as a server sends it."""
-    n = len(payload)
+    return _head(len(payload)) + payload
+
+
+def _head(n: int) -> bytes:
     if n < 126:
-        head = bytes((0x82, n))
-    elif n < 65536:
-        head = bytes((0x82, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x82, 127)) + n.to_bytes(8, "big")
-    return head + payload
+        return bytes((0x82, n))
+    if n < 65536:
+        return bytes((0x82, 126)) + n.to_bytes(2, "big")
+    return bytes((0x82, 127)) + n.to_bytes(8, "big")
 
 
 # The frame last encoded, and its wire form: a fan-out sends one bytes object to every session
@@ -65,23 +66,6 @@ def _wire(frame: bytes) -> bytes:
         _last_frame[0] = frame
         _last_frame[1] = ws_binary_frame(frame)
     return _last_frame[1]
-
-
-# A released batch goes to every session as the same few frames (each minus the session's own):
-# their wire forms by identity, kept for the last few batches' frames only.
-_batch_wires: dict[int, tuple[bytes, bytes]] = {}
-BATCH_WIRES_MAX = 256
-
-
-def _wired(frame: bytes) -> bytes:
-    hit = _batch_wires.get(id(frame))
-    if hit is not None and hit[0] is frame:
-        return hit[1]
-    if len(_batch_wires) >= BATCH_WIRES_MAX:
-        _batch_wires.clear()
-    wire = ws_binary_frame(frame)
-    _batch_wires[id(frame)] = (frame, wire)  # holds the frame: its id cannot be reused meanwhile
-    return wire
 
 
 def raw_transport(send: Send) -> RawUvicornTransport | None:
@@ -135,28 +119,31 @@ class RawUvicornTransport(AsgiTransport):
     def backlog(self) -> int:
         return self._queued_bytes + int(self._socket.get_write_buffer_size())
 
-    def send(self, frame: bytes) -> None:
-        if (
+    def _direct(self) -> bool:
+        """Whether frames may go straight to the socket (else the ASGI path keeps the order)."""
+        return (
             self.is_open
             and not self.writing
             and self._conn.state is _OPEN
             and not self._protocol.close_sent
             and not self._socket.is_closing()
-        ):
+        )
+
+    def send(self, frame: bytes) -> None:
+        if self._direct():
             self._socket.write(_wire(frame))
             return
         super().send(frame)
 
     def send_many(self, frames: list[bytes]) -> None:
-        if len(frames) > 1 and (
-            self.is_open
-            and not self.writing
-            and self._conn.state is _OPEN
-            and not self._protocol.close_sent
-            and not self._socket.is_closing()
-        ):
-            # One write (one system call) for the batch instead of one per frame.
-            self._socket.write(b"".join([_wired(frame) for frame in frames]))
+        if len(frames) > 1 and self._direct():
+            # One write (one system call) for the batch instead of one per frame; the join
+            # copies each payload once.
+            parts: list[bytes] = []
+            for frame in frames:
+                parts.append(_head(len(frame)))
+                parts.append(frame)
+            self._socket.write(b"".join(parts))
             return
         for frame in frames:
             self.send(frame)

@@ -140,6 +140,33 @@ async def test_both_paths_give_every_client_the_same_canvas(tmp_path: Path, writ
 
 
 @pytest.mark.parametrize("writer", ["asgi", "auto"])
+async def test_a_burst_released_by_one_commit_reaches_every_client_whole(
+    tmp_path: Path, writer: str
+) -> None:
+    """A commit releases its batch to each session in one write (frames joined back to back on
+    the raw path): each frame must still arrive as its own WebSocket message, in order."""
+    server = ServerProcess(tmp_path / "data", env={"COCANVAS_WS_WRITER": writer}).start()
+    try:
+        canvas = server.create_canvas()
+        token = canvas["facilitator_token"]
+        writer_client = await YClient(server.ws, canvas["id"], token, "w").connect()
+        readers = [
+            await YClient(server.ws, canvas["id"], token, f"r{i}").connect() for i in range(3)
+        ]
+        for i in range(300):  # sent without waiting: many per commit
+            writer_client.add_note(f"b{i:03}", f"burst {i} " + "y" * (i % 7) * 30)
+        want = {f"b{i:03}" for i in range(300)}
+        for c in readers:
+            await c.wait_for(lambda c=c: want <= set(c.note_texts()))
+        assert all(c.note_texts() == readers[0].note_texts() for c in readers)
+        assert not any(c.closed.is_set() for c in readers)
+        for c in [writer_client, *readers]:
+            await c.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("writer", ["asgi", "auto"])
 async def test_a_reader_that_stops_reading_is_closed_1013_and_others_keep_up(
     tmp_path: Path, writer: str
 ) -> None:
