@@ -26,6 +26,24 @@ ANN = Identity("u_ann", "Ann", "alpha", "editor")
 N = 40
 
 
+def _hold_write_lock(db: Path) -> tuple[threading.Event, threading.Event, threading.Thread]:
+    """Another connection takes the database's write lock until ``release`` is set: every
+    COMMIT waits meanwhile (``locked`` says it is held)."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        conn = sqlite3.connect(db, timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(60)
+        conn.rollback()
+        conn.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    return locked, release, holder
+
+
 def _note_ids_in_order(frames: list[bytes]) -> list[str]:
     """The note ids each update frame adds, in the order the frames arrived."""
     seen: list[str] = []
@@ -53,18 +71,7 @@ async def test_frames_are_read_while_the_store_commits_and_released_only_once_du
         fac.session.inbox.clear()
 
         # Another connection takes the write lock: every COMMIT now waits for it.
-        locked, release = threading.Event(), threading.Event()
-
-        def hold_lock() -> None:
-            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
-            conn.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(60)
-            conn.rollback()
-            conn.close()
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
+        locked, release, holder = _hold_write_lock(tmp_path / "db.sqlite")
         try:
             assert locked.wait(10)
             frames = []
@@ -113,18 +120,7 @@ async def test_a_late_joiner_is_never_served_what_is_not_durable(tmp_path: Path)
     async with canvas_rooms(tmp_path) as [room]:
         ann = Client("ann", ANN, 7003, room)
         await ann.connect()
-        locked, release = threading.Event(), threading.Event()
-
-        def hold_lock() -> None:
-            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
-            conn.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(60)
-            conn.rollback()
-            conn.close()
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
+        locked, release, holder = _hold_write_lock(tmp_path / "db.sqlite")
         try:
             assert locked.wait(10)
             update = ann.local(
@@ -180,18 +176,7 @@ async def test_a_flood_of_large_frames_waits_for_the_store_instead_of_piling_up(
             )
             assert update is not None
             frames.append(protocol.sync_update(update))
-        locked, release = threading.Event(), threading.Event()
-
-        def hold_lock() -> None:
-            conn = sqlite3.connect(tmp_path / "db.sqlite", timeout=30)
-            conn.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(60)
-            conn.rollback()
-            conn.close()
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
+        locked, release, holder = _hold_write_lock(tmp_path / "db.sqlite")
         taken = 0
         blocked: asyncio.Future[None] | None = None
         try:
@@ -220,3 +205,65 @@ async def test_a_flood_of_large_frames_waits_for_the_store_instead_of_piling_up(
         await asyncio.wait_for(room.pipeline.drained(), 30)
         assert _note_ids_in_order(fac.session.inbox) == [f"big{i:02}" for i in range(12)]
         assert not ann.closes
+
+
+BOB = Identity("u_bob", "Bob", "beta", "editor")
+
+
+async def test_a_partners_refused_edits_inside_one_released_batch_change_nothing_and_heal_him(
+    tmp_path: Path,
+) -> None:
+    """One commit releases honest notes and a hostile partner's edits of another partner's
+    note together: the others receive only what stands, the partner receives his corrections
+    in order, and the canvas equals the one without him."""
+    async with canvas_rooms(tmp_path, orgs=("Alpha", "Beta")) as [room]:
+        ann = Client("ann", ANN, 7101, room)
+        bob = Client("bob", BOB, 7102, room)
+        fac = Client("fac", FAC, 7103, room)
+        for c in (ann, bob, fac):
+            await c.connect()
+        made = ann.local(
+            lambda d: d.get("notes", type=Map).__setitem__(
+                "a1", Map({"block": "gains", "text": Text("ann's idea"), "x": 0.1, "y": 0.1})
+            )
+        )
+        await ann.send_update(made)
+        for c in (ann, bob, fac):
+            await c.pump()
+        assert "a1" in bob.doc.get("notes", type=Map)
+
+        locked, release, holder = _hold_write_lock(tmp_path / "db.sqlite")
+        try:
+            assert locked.wait(10)
+            for i in range(6):
+                honest = ann.local(
+                    lambda d, i=i: d.get("notes", type=Map).__setitem__(
+                        f"n{i}", Map({"block": "gains", "text": Text(f"idea {i}")})
+                    )
+                )
+                assert honest is not None
+                await room.receive(ann.session, protocol.sync_update(honest))
+
+                def hostile(d: Doc, i: int = i) -> None:
+                    note = d.get("notes", type=Map)["a1"]
+                    note["text"].insert(0, f"bob was here {i} ")
+                    note["x"] = 0.9
+
+                attack = bob.local(hostile)
+                assert attack is not None
+                await room.receive(bob.session, protocol.sync_update(attack))
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await asyncio.wait_for(room.pipeline.drained(), 30)
+        assert _note_ids_in_order(fac.session.inbox) == [f"n{i}" for i in range(6)]
+        for c in (ann, bob, fac):
+            await c.pump()
+        notes = room.doc.get("notes", type=Map)
+        assert str(notes["a1"]["text"]) == "ann's idea" and notes["a1"]["x"] == 0.1
+        assert json_of(fac.doc) == json_of(room.doc)
+        assert json_of(ann.doc) == json_of(room.doc)
+        assert json_of(bob.doc) == json_of(room.doc)  # his corrections reached him
+        assert {f"n{i}" for i in range(6)} <= set(fac.doc.get("notes", type=Map).keys())
+        stored = await room.store.load("c")
+        assert stored is not None and doc_json(stored.parts()) == json_of(room.doc)
