@@ -19,6 +19,7 @@ import asyncio
 import collections
 from typing import Any
 
+from . import deadlines
 from .uvicorn_raw import uvicorn_version_tested
 
 
@@ -120,5 +121,14 @@ def ws_protocol() -> Any:
             self.queue = Inbox()  # type: ignore[assignment]
             self.writable = Gate()  # type: ignore[assignment]
             self.writable.set()
+
+        def schedule_ping(self) -> None:
+            # uvicorn's, on the loop's shared deadlines instead of a timer per connection
+            # (server/deadlines.py); the pong deadline stays uvicorn's (only while a ping is out).
+            assert self.ping_interval is not None
+            delay = max(0.0, self.ping_interval - getattr(self, "last_ping_rtt", 0.0))
+            self.ping_timer = deadlines.of(self.loop).call_later(  # type: ignore[assignment]
+                delay, self.send_keepalive_ping
+            )
 
     return LeanWebSocketsProtocol

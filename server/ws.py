@@ -13,14 +13,13 @@ server/uvicorn_raw.py). This module never encodes a frame.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from . import closecodes
+from . import closecodes, deadlines
 from .auth import TokenError
 from .closecodes import CloseSession
 from .limits import ConnectionLimiter
@@ -283,7 +282,7 @@ async def _serve(
     limiter = services.limiter_for(_address(scope))
     services.metrics.sessions.inc()
     lapses = closecodes.REVOKED if identity.invite_id else closecodes.UNAUTHORIZED
-    lapse = asyncio.get_running_loop().call_later(
+    lapse = deadlines.of().call_later(
         max(0.0, services.tokens.expires_at(token or "") - time.time()),
         session.close,
         lapses,
