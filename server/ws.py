@@ -50,7 +50,14 @@ PATH_PREFIX = "/ws/"
 class WebSocketSession(Session):
     """A Session over a transport (server/transport.py); it never touches framing itself."""
 
-    __slots__ = ("_transport", "_max_backlog", "_over_since", "_hard_backlog", "_closed")
+    __slots__ = (
+        "_transport",
+        "_max_backlog",
+        "_over_since",
+        "_hard_backlog",
+        "_closed",
+        "_watch",
+    )
 
     def __init__(
         self, transport: AsgiTransport, identity: Identity, max_backlog_bytes: int
@@ -63,6 +70,9 @@ class WebSocketSession(Session):
         # (a room's bytes in flight, plus the one frame that crossed that bound).
         self._hard_backlog = 4 * max_backlog_bytes + 2 * MAX_IN_FLIGHT_BYTES
         self._closed = False
+        # While over the backlog: a look after the grace, so a reader that stops reading after
+        # the last burst it was sent is closed too (no later send would look).
+        self._watch: deadlines.Deadline | None = None
 
     @property
     def closed(self) -> bool:
@@ -71,10 +81,19 @@ class WebSocketSession(Session):
     def send(self, frame: bytes) -> None:
         if self._keeping_up():
             self._transport.send(frame)
+            self._mind()
 
     def send_many(self, frames: list[bytes]) -> None:
         if self._keeping_up():
             self._transport.send_many(frames)
+            self._mind()
+
+    def _mind(self) -> None:
+        """After handing frames over: a backlog over the limit starts its grace now, and is
+        looked at again when it ends, whether or not anything else is sent by then."""
+        if self._over_since is None and self._transport.backlog() > self._max_backlog:
+            self._over_since = time.monotonic()
+            self._look_later()
 
     def _keeping_up(self) -> bool:
         """Whether this connection may be sent more; closes it when it has been too slow."""
@@ -87,20 +106,46 @@ class WebSocketSession(Session):
             now = time.monotonic()
             if self._over_since is None:
                 self._over_since = now
+                self._look_later()
             elif now - self._over_since > SLOW_READER_GRACE_S or backlog > self._hard_backlog:
-                self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+                self._too_slow()
                 return False
         else:
             self._over_since = None
         return True
 
+    def _too_slow(self) -> None:
+        self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+
+    def _look_later(self) -> None:
+        if self._watch is None:
+            self._watch = deadlines.of().call_later(SLOW_READER_GRACE_S, self._look)
+
+    def _look(self) -> None:
+        """The grace has passed since the backlog went over (or since the last look)."""
+        self._watch = None
+        if self.closed or self._over_since is None:
+            return
+        if self._transport.backlog() <= self._max_backlog:
+            self._over_since = None  # it caught up
+        elif time.monotonic() - self._over_since > SLOW_READER_GRACE_S:
+            self._too_slow()
+        else:
+            self._look_later()
+
     def close(self, code: int, reason: str) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self._transport.close(code, reason)
 
     async def finish(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         await self._transport.finish()
 
 

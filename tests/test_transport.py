@@ -12,7 +12,9 @@ import pytest
 import websockets
 
 from server import closecodes, uvicorn_raw
+from server.session import Identity
 from server.transport import AsgiTransport
+from server.ws import WebSocketSession
 from tests.support import ServerProcess, YClient
 
 
@@ -164,6 +166,57 @@ async def test_a_burst_released_by_one_commit_reaches_every_client_whole(
             await c.close()
     finally:
         server.stop()
+
+
+class _Unread(AsgiTransport):
+    """A socket whose peer stopped reading: every frame handed to it stays in the backlog (the
+    server test below is the real thing; this one controls when, and whether, it drains)."""
+
+    def __init__(self) -> None:
+        super().__init__(self._never)
+        self.held = 0
+        self.closed_with: tuple[int, str] | None = None
+
+    async def _never(self, message: Any) -> None:
+        raise AssertionError("nothing reaches the socket in this test")
+
+    def backlog(self) -> int:
+        return self.held
+
+    def send(self, frame: bytes) -> None:
+        self.held += len(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+async def _until(condition: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_reader_that_stops_after_its_last_burst_is_closed_without_another_send() -> None:
+    """The backlog rule used to be looked at only when the next frame was sent. A reader that
+    stopped reading after the last burst the room had for it then held that burst (up to 4x the
+    limit plus two rooms' bytes in flight) for as long as the canvas stayed quiet."""
+    socket = _Unread()
+    session = WebSocketSession(socket, Identity("u", "U", "o", "editor"), max_backlog_bytes=1000)
+    session.send_many([b"x" * 600, b"x" * 600])  # over the limit, far under the hard bound
+    assert socket.closed_with is None  # within the grace: a healthy reader drains a burst
+    await _until(lambda: socket.closed_with is not None)
+    assert socket.closed_with == (closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+
+
+async def test_a_reader_that_catches_up_within_the_grace_stays_open() -> None:
+    socket = _Unread()
+    session = WebSocketSession(socket, Identity("u", "U", "o", "editor"), max_backlog_bytes=1000)
+    session.send(b"x" * 1500)
+    socket.held = 0  # it read everything
+    await _until(lambda: session._watch is None)  # the look after the grace has run
+    assert socket.closed_with is None and not session.closed
+    session.send(b"x" * 1500)  # over again: a new grace, not the old one
+    assert socket.closed_with is None
 
 
 @pytest.mark.parametrize("writer", ["asgi", "auto"])
