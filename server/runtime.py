@@ -90,7 +90,8 @@ _active: list[HeapKeeper] = []  # the collector is the process's: one keeper at 
 class HeapKeeper:
     """Keeps automatic collections young; runs the full ones itself, rarely (see module doc).
 
-    Several apps in one process (tests) may each start one: only the first acts until it stops.
+    Several apps in one process (tests, in-process nodes) may each start one: only the first
+    acts; when it stops, the next one still running takes over on its own loop.
     """
 
     def __init__(
@@ -108,11 +109,17 @@ class HeapKeeper:
         self._handle: asyncio.TimerHandle | None = None
         self._last_full = 0.0
         self._thresholds: tuple[int, int, int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         _active.append(self)
-        if _active[0] is not self:
-            return
+        if _active[0] is self:
+            self._act()
+
+    def _act(self) -> None:
+        if self not in _active or _active[0] is not self or self._thresholds is not None:
+            return  # stopped meanwhile, or already acting
         self._thresholds = gc.get_threshold()
         _, t1, t2 = self._thresholds
         gc.set_threshold(YOUNG_THRESHOLD, t1, t2)
@@ -133,6 +140,11 @@ class HeapKeeper:
         if self._thresholds is not None:
             gc.set_threshold(*self._thresholds)
             self._thresholds = None
+        if _active:
+            successor = _active[0]
+            loop = successor._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(successor._act)
 
     def _schedule(self) -> None:
         self._handle = asyncio.get_running_loop().call_later(self.freeze_s, self._tick)

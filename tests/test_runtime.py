@@ -149,6 +149,30 @@ async def test_a_second_keeper_in_the_same_process_does_not_act() -> None:
     assert gc.get_freeze_count() == 0
 
 
+async def test_the_next_keeper_takes_over_when_the_acting_one_stops() -> None:
+    """Two in-process nodes: when the first stops, the second keeps the heap young and
+    frozen (before, the process ran on with the default thresholds and nothing frozen)."""
+    original = gc.get_threshold()
+    first, second = HeapKeeper(freeze_s=0.01), HeapKeeper(freeze_s=0.01)
+    first.start()
+    second.start()
+    try:
+        acting = gc.get_threshold()
+        assert acting != original
+        first.stop()
+        async with asyncio.timeout(10):
+            while second.stats.freezes == 0:
+                await asyncio.sleep(0.01)
+        assert second.stats.full_collections == 1  # its own start-up collection, at take-over
+        assert gc.get_threshold() == acting
+        assert gc.get_freeze_count() > 0
+    finally:
+        first.stop()
+        second.stop()
+    assert gc.get_threshold() == original
+    assert gc.get_freeze_count() == 0
+
+
 async def test_loop_lag_shows_a_stopped_event_loop() -> None:
     lag = LoopLag(interval_s=0.001)
     lag.start()
