@@ -92,8 +92,7 @@ class WebSocketSession(Session):
         """After handing frames over: a backlog over the limit starts its grace now, and is
         looked at again when it ends, whether or not anything else is sent by then."""
         if self._over_since is None and self._transport.backlog() > self._max_backlog:
-            self._over_since = time.monotonic()
-            self._look_later()
+            self._start_grace(time.monotonic())
 
     def _keeping_up(self) -> bool:
         """Whether this connection may be sent more; closes it when it has been too slow."""
@@ -105,8 +104,7 @@ class WebSocketSession(Session):
             # releases a whole commit batch at once) drains it within milliseconds.
             now = time.monotonic()
             if self._over_since is None:
-                self._over_since = now
-                self._look_later()
+                self._start_grace(now)
             elif now - self._over_since > SLOW_READER_GRACE_S or backlog > self._hard_backlog:
                 self._too_slow()
                 return False
@@ -116,6 +114,10 @@ class WebSocketSession(Session):
 
     def _too_slow(self) -> None:
         self.close(closecodes.TRY_AGAIN_LATER, "connection too slow to keep up")
+
+    def _start_grace(self, now: float) -> None:
+        self._over_since = now
+        self._look_later()
 
     def _look_later(self) -> None:
         if self._watch is None:
